@@ -1,0 +1,77 @@
+"""Public constructors: `create_backbone` and `create_classifier`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backbones.builder import MobileNetBackbone, build_backbone, init_weights
+from backbones.classifier import MobileNetClassifier
+from backbones.layers import make_divisible
+from backbones.registry import get_spec
+from backbones.spec import NetworkSpec
+from backbones.weights import Checkpoint, load_checkpoint, read_checkpoint
+from heads.classification import ClassificationHead
+
+
+def create_backbone(
+    name: str,
+    *,
+    width: float = 1.0,
+    out_indices: Sequence[int | str] | None = None,
+    output_stride: int = 32,
+    in_chans: int = 3,
+    weights: str | Path | None = None,
+    **variant_options: Any,
+) -> MobileNetBackbone:
+    """A feature-extracting MobileNet; `weights` is a local torchvision, timm or mobilenet-suite checkpoint."""
+    checkpoint = read_checkpoint(weights) if weights is not None else None
+    spec = _spec(name, checkpoint, variant_options)
+    backbone = build_backbone(
+        spec, width=width, out_indices=out_indices, output_stride=output_stride, in_chans=in_chans
+    )
+    if checkpoint is not None:
+        load_checkpoint(backbone, checkpoint)
+    return backbone
+
+
+def create_classifier(
+    name: str,
+    num_classes: int = 1000,
+    *,
+    width: float = 1.0,
+    dropout: float | None = None,
+    in_chans: int = 3,
+    weights: str | Path | None = None,
+    **variant_options: Any,
+) -> MobileNetClassifier:
+    """Backbone + the paper's classification head; `dropout=None` keeps the paper's rate."""
+    checkpoint = read_checkpoint(weights) if weights is not None else None
+    spec = _spec(name, checkpoint, variant_options)
+    backbone = build_backbone(spec, width=width, out_indices=(-1,), in_chans=in_chans)
+    head_spec = spec.classifier
+    hidden = head_spec.hidden_channels
+    if hidden is not None:
+        hidden = make_divisible(hidden * max(head_spec.min_width, width))
+    head = ClassificationHead(
+        backbone.feature_info.channels()[-1],
+        num_classes,
+        hidden_channels=hidden,
+        pool_first=head_spec.pool_first,
+        activation=head_spec.activation,
+        dropout=head_spec.dropout if dropout is None else dropout,
+        norm_eps=spec.norm_eps,
+        norm_momentum=spec.norm_momentum,
+    )
+    init_weights(head)
+    model = MobileNetClassifier(backbone, head)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model
+
+
+def _spec(name: str, checkpoint: Checkpoint | None, variant_options: dict[str, Any]) -> NetworkSpec:
+    # the source's parity settings are defaults; options the caller names explicitly win
+    options = checkpoint.spec_options(name) if checkpoint is not None else {}
+    return get_spec(name, **{**options, **variant_options})

@@ -1,0 +1,86 @@
+"""Small composable ops shared by every MobileNet: conv-norm-activation and squeeze-excitation."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "hardswish": nn.Hardswish,
+    "hardsigmoid": nn.Hardsigmoid,
+}
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to the nearest multiple of `divisor`, never dropping more than 10%.
+
+    This is the TensorFlow/torchvision rule every MobileNet width multiplier goes through.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def make_activation(name: str) -> nn.Module:
+    """Build an activation module from its spec-table name."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d + BatchNorm2d (+ activation), padding derived from kernel and dilation."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        activation: str | None = "relu",
+        norm_eps: float = 1e-5,
+        norm_momentum: float = 0.1,
+    ) -> None:
+        padding = (kernel_size - 1) // 2 * dilation
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv=nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            ),
+            norm=nn.BatchNorm2d(out_channels, eps=norm_eps, momentum=norm_momentum),
+        )
+        if activation is not None:
+            layers["act"] = make_activation(activation)
+        super().__init__(layers)
+        self.out_channels = out_channels
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: channel gates from a global-pool bottleneck (hard-sigmoid in V3)."""
+
+    def __init__(self, channels: int, reduced_channels: int, gate: str = "hardsigmoid") -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced_channels, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(reduced_channels, channels, 1)
+        self.gate = make_activation(gate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = torch.mean(x, dim=(2, 3), keepdim=True)
+        scale = self.gate(self.expand(self.act(self.reduce(scale))))
+        return x * scale

@@ -1,0 +1,1 @@
+"""Lightning tasks: detection, segmentation and classification (one module each)."""
