@@ -148,7 +148,7 @@ def _build_block(
         activation=row.activation,
         squeeze_excite=row.squeeze_excite,
         project_activation=row.project_activation,
-        residual=row.residual,
+        residual=row.residual and row.stride == 1,  # a dilated stage keeps the strided block's missing shortcut
         **norm,
     )
 

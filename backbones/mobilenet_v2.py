@@ -30,6 +30,8 @@ def mobilenet_v2(*, norm_eps: float = 1e-5) -> NetworkSpec:
         stem_activation="relu6",
         blocks=blocks,
         # 1x1 conv to 1280 + BN + ReLU6 before the pool, never narrowed below width 1.0
-        classifier=ClassifierSpec(hidden_channels=1280, pool_first=False, activation="relu6", dropout=0.2, min_width=1.0),
+        classifier=ClassifierSpec(
+            hidden_channels=1280, pool_first=False, activation="relu6", dropout=0.2, min_width=1.0
+        ),
         norm_eps=norm_eps,
     )

@@ -12,9 +12,7 @@ RE, HS = "relu", "hardswish"
 
 def bneck(kernel: int, exp_size: int, out: int, se: bool, nl: str, stride: int) -> BlockSpec:
     """A row in the paper's column order: kernel, exp size, #out, SE, NL, s."""
-    return BlockSpec(
-        out, kernel=kernel, stride=stride, expanded_channels=exp_size, squeeze_excite=se, activation=nl
-    )
+    return BlockSpec(out, kernel=kernel, stride=stride, expanded_channels=exp_size, squeeze_excite=se, activation=nl)
 
 
 def conv1x1(out: int, nl: str) -> BlockSpec:
@@ -73,9 +71,7 @@ def reduce_tail(blocks: tuple[BlockSpec, ...]) -> tuple[BlockSpec, ...]:
 
 def minimize(blocks: tuple[BlockSpec, ...]) -> tuple[BlockSpec, ...]:
     """The minimal form: no SE, no hard-swish, 3x3 kernels only (edge-accelerator friendly)."""
-    return tuple(
-        replace(block, kernel=min(block.kernel, 3), squeeze_excite=False, activation=RE) for block in blocks
-    )
+    return tuple(replace(block, kernel=min(block.kernel, 3), squeeze_excite=False, activation=RE) for block in blocks)
 
 
 def _v3(name: str, table: tuple[BlockSpec, ...], head: int, reduced_tail: bool, minimal: bool, norm_eps: float):

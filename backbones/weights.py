@@ -92,15 +92,21 @@ def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
             mismatched.append(f"{theirs}: {tuple(source[theirs].shape)} vs ours {tuple(target.shape)}")
         else:
             state[key] = tensor
-    head_leaves = tuple(theirs + "." for ours, theirs in leaf_map.items() if ours.startswith("head."))
+    # a backbone ignores the source's classifier; our own files keep theirs under "head."
+    head_leaves = tuple(theirs + "." for ours, theirs in leaf_map.items() if ours.startswith("head.")) + ("head.",)
     unexpected = [k for k in source if k not in used and not (backbone_only and k.startswith(head_leaves))]
     if missing or unexpected or mismatched:
         raise RuntimeError(
             f"{checkpoint.path} ({checkpoint.format} format) does not fit {backbone.spec.name} "
-            f"at width {backbone.width}:\n  missing keys: {missing}\n  unexpected keys: {unexpected}\n"
-            f"  shape mismatches: {mismatched}"
+            f"at width {backbone.width}:\n  missing keys{_listing(missing)}\n  unexpected keys{_listing(unexpected)}\n"
+            f"  shape mismatches{_listing(mismatched)}"
         )
     model.load_state_dict(state, strict=True)
+
+
+def _listing(items: list[str], shown: int = 12) -> str:
+    more = f" ... and {len(items) - shown} more" if len(items) > shown else ""
+    return f" ({len(items)}): {items[:shown]}{more}"
 
 
 def _source_state(checkpoint: Checkpoint) -> dict[str, Tensor]:
@@ -136,7 +142,7 @@ def _leaf_map(fmt: str, backbone: MobileNetBackbone) -> dict[str, str]:
         return {}
     if fmt == "torchvision":
         if backbone.spec.name not in ("v2", "v3_large", "v3_small"):
-            raise ValueError(f"torchvision has no {backbone.spec.name} model; its MobileNets are v2, v3_large, v3_small")
+            raise ValueError(f"torchvision has no {backbone.spec.name} model; its MobileNets: v2, v3_large, v3_small")
         return _torchvision_map(backbone)
     return _timm_map(backbone)
 
@@ -176,7 +182,7 @@ def _torchvision_map(backbone: MobileNetBackbone) -> dict[str, str]:
 def _timm_map(backbone: MobileNetBackbone) -> dict[str, str]:
     leaves = _conv_norm("backbone.stem", "conv_stem", "bn1")
     stage, index, previous = -1, 0, None
-    for i, (row, block) in enumerate(zip(backbone.spec.blocks, backbone.blocks)):
+    for i, (row, block) in enumerate(zip(backbone.spec.blocks, backbone.blocks, strict=True)):
         # timm groups the paper's rows into stages of equal output channels
         stage, index = (stage, index + 1) if row.out_channels == previous else (stage + 1, 0)
         previous = row.out_channels
@@ -194,4 +200,5 @@ def _timm_map(backbone: MobileNetBackbone) -> dict[str, str]:
             f"{ours}.squeeze_excite.reduce": f"{theirs}.se.conv_reduce",
             f"{ours}.squeeze_excite.expand": f"{theirs}.se.conv_expand",
         }
-    return leaves | _conv_norm("head.conv", "conv_head", "bn2") | {"head.hidden.0": "conv_head", "head.fc": "classifier"}
+    head = {"head.hidden.0": "conv_head", "head.fc": "classifier"}
+    return leaves | _conv_norm("head.conv", "conv_head", "bn2") | head

@@ -1,0 +1,178 @@
+"""Checkpoints of torchvision and timm, saved from randomly initialised models, give their exact outputs."""
+
+import pytest
+import timm
+import torch
+import torchvision
+from torch import nn
+
+from backbones import create_backbone, create_classifier
+from tests.conftest import randomize_norms, save_state_dict
+
+TOLERANCE = 1e-4
+SOURCES = [
+    ("v2", "torchvision", "mobilenet_v2"),
+    ("v3_large", "torchvision", "mobilenet_v3_large"),
+    ("v3_small", "torchvision", "mobilenet_v3_small"),
+    ("v1", "timm", "mobilenetv1_100"),
+    ("v2", "timm", "mobilenetv2_100"),
+    ("v3_large", "timm", "mobilenetv3_large_100"),
+    ("v3_small", "timm", "mobilenetv3_small_100"),
+]
+
+
+def reference_model(source: str, arch: str, **kwargs) -> nn.Module:
+    if source == "torchvision":
+        return randomize_norms(torchvision.models.get_model(arch, weights=None, **kwargs))
+    return randomize_norms(timm.create_model(arch, pretrained=False, **kwargs))
+
+
+def reference_features(model: nn.Module, source: str, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The source's last backbone feature map, before any classification layer."""
+    if source == "timm":
+        return model.blocks(model.bn1(model.conv_stem(x)))
+    features = model.features if name != "v2" else model.features[:-1]  # V2's 1280 conv is its head here
+    return features(x)
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("name, source, arch", SOURCES, ids=[f"{s}-{a}" for _, s, a in SOURCES])
+def test_classifier_logits_equal_the_source(tmp_path, name, source, arch):
+    reference = reference_model(source, arch)
+    path = save_state_dict(reference, tmp_path / f"{arch}.pth")
+    ours = create_classifier(name, weights=path).eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        expected, logits = reference(x), ours(x)
+    assert expected.abs().max() > 0.01  # a comparison of near-zero outputs would prove nothing
+    assert max_abs_diff(logits, expected) <= TOLERANCE
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("name, source, arch", SOURCES, ids=[f"{s}-{a}" for _, s, a in SOURCES])
+def test_backbone_gets_the_feature_layers(tmp_path, name, source, arch):
+    reference = reference_model(source, arch)
+    path = save_state_dict(reference, tmp_path / f"{arch}.pth")
+    backbone = create_backbone(name, weights=path).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert max_abs_diff(backbone(x)[-1], reference_features(reference, source, name, x)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name, arch", [(n, a) for n, s, a in SOURCES if s == "timm"])
+def test_every_tap_equals_timm_features_only(tmp_path, name, arch):
+    reference = reference_model("timm", arch)
+    path = save_state_dict(reference, tmp_path / f"{arch}.pth")
+    features_only = timm.create_model(arch, features_only=True).eval()
+    assert not features_only.load_state_dict(reference.state_dict(), strict=False).missing_keys
+    backbone = create_backbone(name, weights=path).eval()
+    assert backbone.feature_info.channels() == features_only.feature_info.channels()
+    assert backbone.feature_info.reduction() == features_only.feature_info.reduction()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        for ours, theirs in zip(backbone(x), features_only(x), strict=True):
+            assert max_abs_diff(ours, theirs) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "name, arch, kwargs",
+    [
+        ("v3_large", "mobilenet_v3_large", {"reduced_tail": True}),
+        ("v3_small", "mobilenet_v3_small", {"reduced_tail": True}),
+        ("v3_large", "mobilenet_v3_large", {"width_mult": 0.75}),
+        ("v3_small", "mobilenet_v3_small", {"width_mult": 0.5}),
+        ("v2", "mobilenet_v2", {"width_mult": 0.5}),
+        ("v2", "mobilenet_v2", {"width_mult": 1.4}),
+    ],
+)
+def test_torchvision_variants_and_widths(tmp_path, name, arch, kwargs):
+    reference = reference_model("torchvision", arch, **kwargs)
+    path = save_state_dict(reference, tmp_path / "variant.pth")
+    options = {k: v for k, v in kwargs.items() if k != "width_mult"}
+    ours = create_classifier(name, width=kwargs.get("width_mult", 1.0), weights=path, **options).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert max_abs_diff(ours(x), reference(x)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name, arch", [("v3_large", "mobilenet_v3_large"), ("v3_small", "mobilenet_v3_small")])
+def test_output_stride_16_equals_torchvision_dilated(tmp_path, name, arch):
+    """torchvision's segmentation backbones: the last stage dilated, reduced tail."""
+    dilated = reference_model("torchvision", arch, dilated=True, reduced_tail=True)
+    path = save_state_dict(dilated, tmp_path / "dilated.pth")
+    backbone = create_backbone(name, output_stride=16, reduced_tail=True, weights=path).eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        expected = dilated.features(x)
+        last = backbone(x)[-1]
+    assert backbone.feature_info.reduction()[-1] == 16 and expected.shape[-1] == 128 // 16
+    assert max_abs_diff(last, expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    "name, arch", [("v3_large", "tf_mobilenetv3_large_minimal_100"), ("v3_small", "tf_mobilenetv3_small_minimal_100")]
+)
+def test_minimal_variant_has_timm_minimal_structure(tmp_path, name, arch):
+    # timm's TF ports pad asymmetrically, so only the structure (every tensor's name and shape) is compared
+    path = save_state_dict(timm.create_model(arch), tmp_path / "minimal.pth")
+    create_classifier(name, minimal=True, weights=path)  # strict: raises on any difference
+
+
+def test_own_checkpoints_round_trip(tmp_path):
+    classifier = randomize_norms(create_classifier("v3_small"))
+    path = save_state_dict(classifier, tmp_path / "classifier.pth")
+    reloaded = create_classifier("v3_small", weights=path).eval()
+    backbone_path = save_state_dict(create_backbone("v3_small", weights=path), tmp_path / "backbone.pth")
+    backbone = create_backbone("v3_small", weights=backbone_path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), classifier(x))
+        assert torch.equal(backbone(x)[-1], classifier.backbone(x)[-1])
+
+
+def test_in_chans_adapts_pretrained_stem(tmp_path):
+    reference = reference_model("torchvision", "mobilenet_v3_small")
+    path = save_state_dict(reference, tmp_path / "rgb.pth")
+    gray = create_backbone("v3_small", in_chans=1, weights=path).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():  # one channel with summed weights == the same image repeated as RGB
+        assert max_abs_diff(gray(x)[-1], reference.features(x.repeat(1, 3, 1, 1))) <= TOLERANCE
+    four = create_backbone("v3_small", in_chans=4, weights=path)
+    assert four.stem.conv.weight.shape[1] == 4
+
+
+def test_mismatched_checkpoint_names_missing_and_unexpected_keys(tmp_path):
+    path = save_state_dict(torchvision.models.mobilenet_v3_small(), tmp_path / "small.pth")
+    with pytest.raises(RuntimeError, match=r"small.pth \(torchvision format\) does not fit v3_large") as error:
+        create_classifier("v3_large", weights=path)
+    message = str(error.value)
+    assert "missing keys (" in message and "'features.1.block.1.0.weight'" in message
+    assert "unexpected keys (" in message and "'features.1.block.1.fc1.weight'" in message
+    assert "'features.2.block.0.0.weight: (72, 16, 1, 1) vs ours (64, 16, 1, 1)'" in message
+
+
+def test_class_count_mismatch_is_named(tmp_path):
+    path = save_state_dict(torchvision.models.mobilenet_v2(num_classes=10), tmp_path / "ten.pth")
+    with pytest.raises(RuntimeError, match=r"classifier.1.weight: \(10, 1280\) vs ours \(1000, 1280\)"):
+        create_classifier("v2", weights=path)
+    assert create_backbone("v2", weights=path)  # the backbone ignores the head
+
+
+def test_torchvision_has_no_v1(tmp_path):
+    path = save_state_dict(torchvision.models.mobilenet_v2(), tmp_path / "v2.pth")
+    with pytest.raises(ValueError, match="torchvision has no v1 model"):
+        create_backbone("v1", weights=path)
+
+
+def test_unknown_and_unsafe_files_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights file not found: .*absent.pth"):
+        create_backbone("v2", weights=tmp_path / "absent.pth")
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other.pth: not a MobileNet checkpoint.*first keys: \['fc.weight'\]"):
+        create_backbone("v2", weights=tmp_path / "other.pth")
+    torch.save({"model": nn.Linear(1, 1)}, tmp_path / "pickled.pth")  # a pickled module: weights_only refuses it
+    with pytest.raises(ValueError, match="pickled.pth: cannot be read as a PyTorch checkpoint"):
+        create_backbone("v2", weights=tmp_path / "pickled.pth")
