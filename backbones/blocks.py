@@ -66,5 +66,5 @@ class InvertedResidual(nn.Module):
             out = self.squeeze_excite(out)
         out = self.project(out)
         if self.use_residual:
-            out = out + x
+            out += x  # in place, as torchvision: the projection's BN output is not needed for backward
         return out, expanded

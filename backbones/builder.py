@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from backbones.blocks import InvertedResidual
 from backbones.feature_info import FeatureInfo, FeatureTap
-from backbones.layers import ConvNormAct, make_divisible
+from backbones.layers import MEMORY_FORMAT, ConvNormAct, make_divisible
 from backbones.spec import BlockSpec, NetworkSpec
 
 OUTPUT_STRIDES = (8, 16, 32)
@@ -62,7 +62,7 @@ class MobileNetBackbone(nn.Module):
                 f"{self.spec.name} backbone expects a float tensor of shape (N, {self.in_chans}, H, W), "
                 f"got shape {tuple(x.shape)}"
             )
-        x = self.stem(x)
+        x = self.stem(x.contiguous(memory_format=MEMORY_FORMAT))
         features = [x] if self._tap_stem else []
         for index, block in enumerate(self.blocks):
             if index > self._last_block:
@@ -126,7 +126,7 @@ def build_backbone(
     taps = _select_taps(spec.name, stage_ends, named, out_indices)
     model = MobileNetBackbone(spec, width, output_stride, in_chans, stem, nn.Sequential(*blocks), taps)
     init_weights(model)
-    return model
+    return model.to(memory_format=MEMORY_FORMAT)
 
 
 def _build_block(

@@ -8,7 +8,7 @@ from typing import Any
 
 from backbones.builder import MobileNetBackbone, build_backbone, init_weights
 from backbones.classifier import MobileNetClassifier
-from backbones.layers import make_divisible
+from backbones.layers import MEMORY_FORMAT, make_divisible
 from backbones.registry import get_spec
 from backbones.spec import NetworkSpec
 from backbones.weights import Checkpoint, load_checkpoint, read_checkpoint
@@ -65,7 +65,7 @@ def create_classifier(
         norm_momentum=spec.norm_momentum,
     )
     init_weights(head)
-    model = MobileNetClassifier(backbone, head)
+    model = MobileNetClassifier(backbone, head).to(memory_format=MEMORY_FORMAT)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model

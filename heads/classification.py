@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from backbones.layers import ConvNormAct, make_activation
 
@@ -52,7 +53,7 @@ class ClassificationHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.conv is not None:
             x = self.conv(x)
-        x = torch.mean(x, dim=(2, 3))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         if self.hidden is not None:
             x = self.hidden(x)
         return self.fc(self.dropout(x))

@@ -39,6 +39,12 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
+def scaled_diff(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """Max abs difference relative to the reference's scale (feature maps reach ~10; float32 sums differ
+    in order between memory layouts)."""
+    return max_abs_diff(ours, reference) / max(1.0, reference.abs().max().item())
+
+
 @pytest.mark.parametrize("name, source, arch", SOURCES, ids=[f"{s}-{a}" for _, s, a in SOURCES])
 def test_classifier_logits_equal_the_source(tmp_path, name, source, arch):
     reference = reference_model(source, arch)
@@ -59,7 +65,7 @@ def test_backbone_gets_the_feature_layers(tmp_path, name, source, arch):
     backbone = create_backbone(name, weights=path).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        assert max_abs_diff(backbone(x)[-1], reference_features(reference, source, name, x)) <= TOLERANCE
+        assert scaled_diff(backbone(x)[-1], reference_features(reference, source, name, x)) <= TOLERANCE
 
 
 @pytest.mark.parametrize("name, arch", [(n, a) for n, s, a in SOURCES if s == "timm"])
@@ -74,7 +80,7 @@ def test_every_tap_equals_timm_features_only(tmp_path, name, arch):
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         for ours, theirs in zip(backbone(x), features_only(x), strict=True):
-            assert max_abs_diff(ours, theirs) <= TOLERANCE
+            assert scaled_diff(ours, theirs) <= TOLERANCE
 
 
 @pytest.mark.parametrize(
@@ -109,7 +115,7 @@ def test_output_stride_16_equals_torchvision_dilated(tmp_path, name, arch):
         expected = dilated.features(x)
         last = backbone(x)[-1]
     assert backbone.feature_info.reduction()[-1] == 16 and expected.shape[-1] == 128 // 16
-    assert max_abs_diff(last, expected) <= TOLERANCE
+    assert scaled_diff(last, expected) <= TOLERANCE
 
 
 @pytest.mark.parametrize(
@@ -139,7 +145,7 @@ def test_in_chans_adapts_pretrained_stem(tmp_path):
     gray = create_backbone("v3_small", in_chans=1, weights=path).eval()
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():  # one channel with summed weights == the same image repeated as RGB
-        assert max_abs_diff(gray(x)[-1], reference.features(x.repeat(1, 3, 1, 1))) <= TOLERANCE
+        assert scaled_diff(gray(x)[-1], reference.features(x.repeat(1, 3, 1, 1))) <= TOLERANCE
     four = create_backbone("v3_small", in_chans=4, weights=path)
     assert four.stem.conv.weight.shape[1] == 4
 
