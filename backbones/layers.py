@@ -40,7 +40,12 @@ def make_activation(name: str) -> nn.Module:
 
 
 class ConvNormAct(nn.Sequential):
-    """Conv2d + BatchNorm2d (+ activation), padding derived from kernel and dilation."""
+    """Conv2d + BatchNorm2d (+ activation), padding derived from kernel and dilation.
+
+    In inference (eval mode, no autograd) the norm is folded into the convolution: one pass over the
+    feature map instead of two. The folded weights are cached and rebuilt whenever a parameter or statistic
+    changes (its version counter or storage moves), so training, loading and `.to()` stay correct.
+    """
 
     def __init__(
         self,
@@ -73,6 +78,26 @@ class ConvNormAct(nn.Sequential):
             layers["act"] = make_activation(activation)
         super().__init__(layers)
         self.out_channels = out_channels
+        self._folded_key: tuple | None = None
+        self._folded: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return super().forward(x)
+        conv = self.conv
+        weight, bias = self._folded_weights()
+        x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return self.act(x) if "act" in self._modules else x
+
+    def _folded_weights(self) -> tuple[Tensor, Tensor]:
+        conv, norm = self.conv, self.norm
+        tensors = (conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+        key = tuple((t.data_ptr(), t._version) for t in tensors) + (norm.eps,)
+        if key != self._folded_key or self._folded is None:
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            self._folded = (conv.weight * scale.reshape(-1, 1, 1, 1), norm.bias - norm.running_mean * scale)
+            self._folded_key = key
+        return self._folded
 
 
 class SqueezeExcite(nn.Module):

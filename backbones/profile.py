@@ -49,9 +49,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
 def count_madds(model: nn.Module, resolution: int, in_chans: int = 3) -> int:
-    """Multiply-adds of one forward pass on a `resolution` x `resolution` image."""
+    """Multiply-adds of one forward pass on a `resolution` x `resolution` image.
+
+    Runs with autograd on: the no-grad inference path folds BN into F.conv2d calls that module hooks miss.
+    """
     total = 0
 
     def conv_hook(module: nn.Conv2d, inputs, output) -> None:
@@ -70,7 +72,8 @@ def count_madds(model: nn.Module, resolution: int, in_chans: int = 3) -> int:
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
     try:
-        model.eval()(torch.zeros(1, in_chans, resolution, resolution))
+        with torch.enable_grad():
+            model.eval()(torch.zeros(1, in_chans, resolution, resolution))
     finally:
         for handle in handles:
             handle.remove()
