@@ -2,8 +2,9 @@
 
 All models run in one process, interleaved round by round in a rotating order, so that the printed ratio
 ours/peer is what counts, not the machine's absolute speed. Peers run as their libraries build them
-(contiguous NCHW); ours is channels-last by default. For transparency the table also gives the faster
-peer converted to channels-last, which shows how much of the lead is the memory layout.
+(contiguous NCHW). Ours is channels-last by default and folds batch norm into the convolutions on the
+no-grad inference path. For transparency the table also gives the faster peer converted to channels-last,
+which shows how much of the lead is the memory layout and how much the folding.
 Usage: python -m benchmarks.backbone_speed [--rounds N] [--batches 1 8]
 """
 
