@@ -89,6 +89,10 @@ class ConvNormAct(nn.Sequential):
         x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         return self.act(x) if "act" in self._modules else x
 
+    def __getstate__(self) -> dict:
+        # copies and pickles (EMA, spawn, torch.save of a module) rebuild the cache instead of carrying it
+        return {**self.__dict__, "_folded_key": None, "_folded": None}
+
     def _folded_weights(self) -> tuple[Tensor, Tensor]:
         conv, norm = self.conv, self.norm
         tensors = (conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var)

@@ -49,3 +49,12 @@ def test_whole_model_inference_equals_training_graph_path():
     model = randomize_norms(create_classifier("v3_small"))
     plain, folded = plain_and_folded(model, torch.randn(2, 3, 64, 64))
     assert (plain - folded).abs().max() <= 1e-4
+
+
+def test_copies_do_not_carry_the_folded_cache():
+    import copy
+
+    layer = randomize_norms(ConvNormAct(4, 4, 1))
+    with torch.inference_mode():
+        layer(torch.randn(1, 4, 3, 3))
+    assert layer._folded is not None and copy.deepcopy(layer)._folded is None
