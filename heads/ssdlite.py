@@ -62,14 +62,17 @@ class SSDLiteHead(nn.Module):
         if len(in_channels) != 2:
             raise ValueError(f"SSDLite takes two backbone maps (C4 expansion, last), got channels {list(in_channels)}")
         widths = [max(MIN_EXTRA_WIDTH, int(w * width)) for w in EXTRA_WIDTHS]
-        self.extra = nn.ModuleList(extra_block(c_in, c_out) for c_in, c_out in zip([in_channels[1], *widths], widths))
+        inputs = [in_channels[1], *widths[:-1]]
+        self.extra = nn.ModuleList(extra_block(c_in, c_out) for c_in, c_out in zip(inputs, widths, strict=True))
         level_channels = [*in_channels, *widths]
         if len(num_anchors) != len(level_channels):
             raise ValueError(f"{len(num_anchors)} anchor settings for {len(level_channels)} feature levels")
         self.classification = nn.ModuleList(
             prediction_block(c, num_classes * a) for c, a in zip(level_channels, num_anchors, strict=True)
         )
-        self.regression = nn.ModuleList(prediction_block(c, 4 * a) for c, a in zip(level_channels, num_anchors))
+        self.regression = nn.ModuleList(
+            prediction_block(c, 4 * a) for c, a in zip(level_channels, num_anchors, strict=True)
+        )
         self.num_classes = num_classes
         normal_init(self)
 
