@@ -1,0 +1,134 @@
+"""COCO-format detection data: `root/annotations/instances_<split>.json`, images in `root/<split>/`.
+
+Also accepted: images in `root/images/<split>/`, or `file_name`s that already hold a sub-path below `root`.
+Category ids (COCO's 1..90 with gaps) map to contiguous labels 1..K sorted by id; `label_to_category_id` maps back.
+`iscrowd` boxes are not trained on but stay in `coco_gt` (the annotation file itself), which COCOeval reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from tasks.data.images import AnnotatedImages, DetectionRecord
+from tasks.data.transforms import clip_and_drop_small
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND = "background"
+
+
+def coco_annotation_file(root: str | Path, split: str) -> Path:
+    """`root/annotations/instances_<split>.json`; FileNotFoundError naming the path when it is missing."""
+    path = Path(root) / "annotations" / f"instances_{split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotation file {path} not found (format='coco', split={split!r})")
+    return path
+
+
+def read_coco_categories(annotation_file: str | Path) -> list[dict[str, Any]]:
+    """The file's categories sorted by id (the order of labels 1..K); at least one is required."""
+    with open(annotation_file) as handle:
+        categories = json.load(handle).get("categories") or []
+    if not categories:
+        raise ValueError(f"{annotation_file} has no 'categories'; at least one is required")
+    return sorted(categories, key=lambda c: c["id"])
+
+
+def class_names_of(categories: list[dict[str, Any]]) -> list[str]:
+    """["background", *names in label order]."""
+    return [BACKGROUND, *(str(c["name"]) for c in categories)]
+
+
+class CocoDetection(AnnotatedImages):
+    """One split of a COCO-format dataset (see the module docstring); `transform` is a DetectionTransform.
+
+    `dropped_boxes` counts the non-crowd boxes under 1 px wide or high after clipping to their image (a warning
+    with the count is logged once).
+    """
+
+    def __init__(self, root: str | Path, split: str, transform: Any) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.annotation_file = coco_annotation_file(root, split)
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            self.coco_gt = COCO(str(self.annotation_file))
+        categories = sorted(self.coco_gt.dataset.get("categories") or [], key=lambda c: c["id"])
+        if not categories:
+            raise ValueError(f"{self.annotation_file} has no 'categories'; at least one is required")
+        category_to_label = {c["id"]: label for label, c in enumerate(categories, start=1)}
+        self.dropped_boxes = 0
+        records = self._records(category_to_label)
+        super().__init__(
+            records,
+            transform,
+            {label: cid for cid, label in category_to_label.items()},
+            class_names_of(categories),
+        )
+        if self.dropped_boxes:
+            logger.warning(
+                "%s: dropped %d boxes under 1 px wide or high (after clipping to their image)",
+                self.annotation_file,
+                self.dropped_boxes,
+            )
+
+    def _image_folder(self, first_file_name: str | None) -> Path:
+        """root/<split>, root/images/<split>, or root itself when file names carry their sub-path."""
+        folders = [self.root / self.split, self.root / "images" / self.split]
+        if first_file_name is not None:
+            for folder in [*folders, self.root]:
+                if (folder / first_file_name).is_file():
+                    return folder
+        for folder in folders:
+            if folder.is_dir():
+                return folder
+        raise FileNotFoundError(
+            f"image folder for COCO split {self.split!r} not found: tried {folders[0]} and {folders[1]}"
+            + (f" (and {self.root / first_file_name})" if first_file_name else "")
+        )
+
+    def _records(self, category_to_label: dict[int, int]) -> list[DetectionRecord]:
+        coco = self.coco_gt
+        for annotation in coco.dataset.get("annotations", []):
+            if annotation["category_id"] not in category_to_label:
+                raise ValueError(
+                    f"{self.annotation_file}: annotation {annotation.get('id')} has category_id "
+                    f"{annotation['category_id']}, which is not among its categories {sorted(category_to_label)}"
+                )
+            if annotation["image_id"] not in coco.imgs:
+                raise ValueError(
+                    f"{self.annotation_file}: annotation {annotation.get('id')} refers to image_id "
+                    f"{annotation['image_id']}, which is not among its images"
+                )
+        image_ids = sorted(coco.imgs)
+        folder = self._image_folder(coco.imgs[image_ids[0]]["file_name"] if image_ids else None)
+        records = []
+        for image_id in image_ids:
+            info = coco.imgs[image_id]
+            width, height = int(info["width"]), int(info["height"])
+            annotations = coco.imgToAnns.get(image_id, [])
+            xywh = np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
+            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+            boxes, valid = clip_and_drop_small(xyxy, height, width)
+            crowd = np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool)
+            self.dropped_boxes += int((~valid & ~crowd).sum())
+            labels = np.array([category_to_label[a["category_id"]] for a in annotations], dtype=np.int64)
+            records.append(
+                DetectionRecord(
+                    image_id=int(image_id),
+                    path=folder / info["file_name"],
+                    width=width,
+                    height=height,
+                    boxes=boxes[valid],
+                    labels=labels[valid],
+                    ignore=crowd[valid],
+                )
+            )
+        return records

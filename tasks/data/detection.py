@@ -1,0 +1,215 @@
+"""The detection LightningDataModule: synthetic shapes, COCO or VOC, with SSD-style augmentation.
+
+`num_classes` and `class_names` work before `setup()` (LightningCLI links them into the model at construction):
+they read only the category list, lazily, generating the synthetic dataset first when format="synthetic".
+Evaluation datasets (`val_dataset`, `test_dataset`) carry `coco_gt`, `label_to_category_id` and
+`voc_ground_truth()`; see tasks/data/__init__.py for the item contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.data.coco import CocoDetection, class_names_of, coco_annotation_file, read_coco_categories
+from tasks.data.images import AnnotatedImages, PredictImages
+from tasks.data.synthetic import ensure_synthetic_detection
+from tasks.data.transforms import AUGMENTS, Augment, DetectionTransform
+from tasks.data.voc import VOC_CLASS_NAMES, VocDetection
+
+DatasetFormat = Literal["synthetic", "coco", "voc"]
+FORMATS: tuple[str, ...] = get_args(DatasetFormat)
+
+
+def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Stack the images to [B, 3, S, S]; keep the per-image targets (or predict metas) as a list of dicts."""
+    images, targets = zip(*batch, strict=True)
+    return torch.stack(images), list(targets)
+
+
+class DetectionDataModule(pl.LightningDataModule):
+    """Object-detection data for the SSDLite task.
+
+    Args:
+        format: "synthetic" (generated once into `cache_dir`, then read as COCO), "coco" or "voc".
+        root: dataset folder (None only for synthetic). COCO: holds annotations/instances_<split>.json;
+            VOC: a year folder or a VOCdevkit folder (splits then like "VOC2007/trainval+VOC2012/trainval").
+        train_split, val_split: split names; test_split None means the val split.
+        predict_root: a folder of images for `predict`.
+        image_size: the square input side S.
+        augment: training policy, "ssdlite" (IoU crop + flip), "ssd" (+ photometric + zoom-out) or "none".
+        keep_aspect_ratio: evaluation/predict letterbox (longest side to S, pad bottom/right) instead of stretching.
+        mean, std: normalisation, in 0-1 RGB units.
+        synthetic_*: size of the generated dataset; cache_dir defaults to $MOBILENET_SUITE_CACHE or
+            ~/.cache/mobilenet-suite.
+    """
+
+    def __init__(
+        self,
+        format: DatasetFormat = "synthetic",
+        root: str | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        predict_root: str | None = None,
+        image_size: int = 320,
+        batch_size: int = 16,
+        num_workers: int = 2,
+        augment: Augment = "ssdlite",
+        keep_aspect_ratio: bool = False,
+        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
+        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+        synthetic_train_images: int = 1200,
+        synthetic_val_images: int = 200,
+        synthetic_image_size: int = 320,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if format not in FORMATS:
+            raise ValueError(f"format={format!r} is not supported; valid formats: {list(FORMATS)}")
+        if format == "synthetic" and root is not None:
+            raise ValueError(f"format='synthetic' generates its own data and takes no root (got root={root!r})")
+        if format == "synthetic" and (train_split, val_split, test_split or val_split) != ("train", "val", "val"):
+            raise ValueError(
+                "format='synthetic' has the splits 'train' and 'val' only; got "
+                f"train_split={train_split!r}, val_split={val_split!r}, test_split={test_split!r}"
+            )
+        if format != "synthetic" and root is None:
+            raise ValueError(f"format={format!r} needs root=<dataset folder>")
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment={augment!r} is not supported; valid values: {list(AUGMENTS)}")
+        for name, value in (("image_size", image_size), ("batch_size", batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.save_hyperparameters()
+        self.format = format
+        self.root = root
+        self.train_split = train_split
+        self.val_split = val_split
+        self.test_split = test_split
+        self.predict_root = predict_root
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.keep_aspect_ratio = keep_aspect_ratio
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.synthetic_train_images = synthetic_train_images
+        self.synthetic_val_images = synthetic_val_images
+        self.synthetic_image_size = synthetic_image_size
+        self.cache_dir = cache_dir
+        self._class_names: list[str] | None = None
+        self._data_root: Path | None = None
+        self.train_dataset: AnnotatedImages | None = None
+        self.val_dataset: AnnotatedImages | None = None
+        self.test_dataset: AnnotatedImages | None = None
+        self.predict_dataset: PredictImages | None = None
+
+    # -- what the model needs before setup ---------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Label -> name, `class_names[0] == "background"`; read lazily from the category list."""
+        if self._class_names is None:
+            if self.format == "voc":
+                self._class_names = list(VOC_CLASS_NAMES)
+            else:
+                # Categories from the val file: usually far smaller than train's, and the two must agree.
+                self._class_names = class_names_of(
+                    read_coco_categories(coco_annotation_file(self.data_root, self.val_split))
+                )
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Foreground classes + 1 (background is label 0)."""
+        return len(self.class_names)
+
+    @property
+    def data_root(self) -> Path:
+        """The dataset folder; for synthetic, generated on first access."""
+        if self._data_root is None:
+            if self.format == "synthetic":
+                self._data_root = ensure_synthetic_detection(
+                    self.cache_dir,
+                    self.synthetic_train_images,
+                    self.synthetic_val_images,
+                    self.synthetic_image_size,
+                )
+            else:
+                self._data_root = Path(self.root)  # type: ignore[arg-type]
+        return self._data_root
+
+    # -- datasets ----------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
+        if self.format == "synthetic":
+            _ = self.data_root
+
+    def eval_transform(self) -> DetectionTransform:
+        """Resize (or letterbox), normalise, to tensor: for val, test and predict."""
+        return DetectionTransform(self.image_size, self.mean, self.std, "none", letterbox=self.keep_aspect_ratio)
+
+    def train_transform(self) -> DetectionTransform:
+        """The `augment` policy, then a plain resize to S x S (letterboxing is for evaluation only)."""
+        return DetectionTransform(self.image_size, self.mean, self.std, self.augment)
+
+    def build_dataset(self, split: str, train: bool) -> AnnotatedImages:
+        """One split of the configured format, with the training or evaluation transform."""
+        transform = self.train_transform() if train else self.eval_transform()
+        if self.format == "voc":
+            return VocDetection(self.data_root, split, transform)
+        dataset = CocoDetection(self.data_root, split, transform)
+        if dataset.class_names != self.class_names:
+            raise ValueError(
+                f"{dataset.annotation_file}: categories {dataset.class_names[1:]} differ from those of split "
+                f"{self.val_split!r} {self.class_names[1:]}; all splits must share one category list"
+            )
+        return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs ("fit", "validate", "test", "predict"; None builds all but predict)."""
+        if stage in ("fit", None) and self.train_dataset is None:
+            self.train_dataset = self.build_dataset(self.train_split, train=True)
+        if stage in ("fit", "validate", None) and self.val_dataset is None:
+            self.val_dataset = self.build_dataset(self.val_split, train=False)
+        if stage in ("test", None) and self.test_dataset is None:
+            self.test_dataset = self.build_dataset(self.test_split or self.val_split, train=False)
+        if stage == "predict" and self.predict_dataset is None:
+            if self.predict_root is None:
+                raise ValueError("predict needs predict_root=<folder of images>")
+            self.predict_dataset = PredictImages(self.predict_root, self.eval_transform())
+
+    # -- loaders -----------------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset | None, name: str, train: bool = False) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            # A training set smaller than one batch still yields that one batch instead of none.
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=collate_detection,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "train_dataset", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "val_dataset")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test_dataset")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset, "predict_dataset")

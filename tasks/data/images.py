@@ -1,0 +1,201 @@
+"""Robust image decoding and the skip-and-count dataset base that every detection dataset shares.
+
+A corrupt or unreadable image must not stop a long training run: `SkippingDataset.__getitem__` logs it, counts
+it in a counter shared with DataLoader worker processes, and returns the next readable item instead. The batch
+size therefore never changes; an evaluation loop sees the substitute item under its own `image_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset, get_worker_info
+
+logger = logging.getLogger(__name__)
+
+SKIP_COUNTER_SLOTS = 256
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class UnreadableImageError(OSError):
+    """An image file that is missing, truncated or not an image."""
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode `path` to an RGB uint8 array [H, W, 3], EXIF orientation applied.
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images all come back as 8-bit RGB.
+    """
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                # High-bit-depth grayscale: PIL's convert("RGB") saturates, so rescale to 8 bits first.
+                values = np.asarray(image, dtype=np.float32)
+                peak = max(float(values.max()), 1.0)
+                image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8))
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise UnreadableImageError(f"cannot read image {path}: {error}") from error
+
+
+def list_image_files(folder: str | Path) -> list[Path]:
+    """Image files directly inside `folder` (extensions in IMAGE_EXTENSIONS), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+class SkippingDataset(Dataset):
+    """Dataset base: `_load_item(index)` may raise UnreadableImageError; such items are skipped and counted.
+
+    `skipped_images` counts every skip event (a corrupt image read in three epochs counts three times) across
+    the main process and all DataLoader workers. A warning is logged the first time each process meets a file.
+    """
+
+    def __init__(self) -> None:
+        # One slot per process (main = 0, DataLoader worker i = 1 + i), so increments never race; shared memory
+        # travels to workers under fork and spawn alike, where a multiprocessing.Value is tied to one context.
+        self._skips = torch.zeros(SKIP_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
+        self._warned: set[int] = set()
+        self._seeded_pid: int | None = None
+
+    @property
+    def skipped_images(self) -> int:
+        """How many times an unreadable image was replaced by the next readable one (all processes)."""
+        return int(self._skips.sum())
+
+    def _count_skip(self) -> None:
+        worker = get_worker_info()
+        self._skips[0 if worker is None else 1 + worker.id % (SKIP_COUNTER_SLOTS - 1)] += 1
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _load_item(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def _reseed(self) -> None:
+        """Called once per process before the first item: re-seed per-process random state (augmentation)."""
+
+    def __getitem__(self, index: int) -> Any:
+        if self._seeded_pid != os.getpid():
+            self._seeded_pid = os.getpid()
+            self._reseed()
+        size = len(self)
+        for attempt in range(size):
+            current = (index + attempt) % size
+            try:
+                return self._load_item(current)
+            except UnreadableImageError as error:
+                self._count_skip()
+                if current not in self._warned:
+                    self._warned.add(current)
+                    logger.warning("skipping unreadable image (%s); using the next readable one instead", error)
+        raise RuntimeError(f"{type(self).__name__}: none of its {size} images can be read")
+
+
+@dataclass(frozen=True)
+class DetectionRecord:
+    """One annotated image. Boxes are x1, y1, x2, y2 in original pixels, already clipped and cleaned.
+
+    `ignore` flags boxes that are not trained on and that evaluation ignores (COCO `iscrowd`, VOC `difficult`).
+    """
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray  # float32 [N, 4]
+    labels: np.ndarray  # int64 [N], 1..K
+    ignore: np.ndarray  # bool [N]
+
+
+class AnnotatedImages(SkippingDataset):
+    """A detection dataset over `records`: items are (image [3, S, S] float32, target dict).
+
+    target: `boxes` float32 [N, 4] in input pixels, `labels` int64 [N] in 1..K (ignored boxes left out),
+    `image_id` int, `orig_size` int64 [2] = (H, W), `scale` float32 [2] = (sx, sy), original = input * scale.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[DetectionRecord],
+        transform: Any,
+        label_to_category_id: Mapping[int, int],
+        class_names: Sequence[str],
+    ) -> None:
+        super().__init__()
+        self.records = list(records)
+        self.transform = transform
+        self.label_to_category_id = dict(label_to_category_id)
+        self.class_names = list(class_names)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _reseed(self) -> None:
+        # Forked DataLoader workers inherit identical albumentations generators; torch seeds each worker apart.
+        if hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+    def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        record = self.records[index]
+        image = load_rgb(record.path)
+        keep = ~record.ignore
+        tensor, boxes, labels, scale = self.transform(image, record.boxes[keep], record.labels[keep])
+        height, width = image.shape[:2]
+        target = {
+            "boxes": boxes,
+            "labels": labels,
+            "image_id": record.image_id,
+            "orig_size": torch.tensor([height, width], dtype=torch.int64),
+            "scale": scale,
+        }
+        return tensor, target
+
+    def voc_ground_truth(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """image_id -> (boxes float64 [N, 4] original xyxy, labels int64 [N], difficult bool [N]) for VOC mAP.
+
+        `difficult` is VOC's flag, or COCO's `iscrowd`: such boxes are ignored by the VOC evaluation.
+        """
+        return {
+            r.image_id: (r.boxes.astype(np.float64), r.labels.astype(np.int64), r.ignore.copy()) for r in self.records
+        }
+
+
+class PredictImages(SkippingDataset):
+    """The images of a folder (or an explicit file list) for predict: items are (image, meta).
+
+    `meta` holds `path` (str), `orig_size` int64 [2] = (H, W) and `scale` float32 [2] = (sx, sy) mapping input
+    pixels back to the original image, as produced by `transform` (a `transforms.EvalTransform`).
+    """
+
+    def __init__(self, files: str | Path | Sequence[str | Path], transform: Any) -> None:
+        super().__init__()
+        self.files = list_image_files(files) if isinstance(files, str | Path) else [Path(f) for f in files]
+        if not self.files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {files}")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        path = self.files[index]
+        image = load_rgb(path)
+        tensor, _, _, scale = self.transform(image)
+        height, width = image.shape[:2]
+        meta = {"path": str(path), "orig_size": torch.tensor([height, width], dtype=torch.int64), "scale": scale}
+        return tensor, meta
