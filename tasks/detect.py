@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import Tensor
 
 from backbones import create_backbone
 from heads.ssdlite import SSDLite, normal_init
 from heads.ssdlite_weights import load_detector_weights
+from tasks.cli import run_cli
+from tasks.data.detection import DetectionDataModule
+from tasks.detection_outputs import DetectionPredictionWriter
+from tasks.metrics import CocoEvaluator, VocEvaluator, format_table
 
 DEFAULT_IMAGE_SIZE = 320
 PAPER_IMAGE_SIZE = {"v1": 300}  # the V1 paper's SSD runs at 300x300
@@ -39,3 +50,178 @@ def build_detector(
     if weights is not None:
         load_detector_weights(model, weights)
     return model
+
+
+def to_original_coordinates(detections: list[dict[str, Tensor]], scales: list[Tensor], sizes: list[Tensor]):
+    """Boxes from input pixels back to each original image's pixels, clipped to it."""
+    mapped = []
+    for detection, scale, size in zip(detections, scales, sizes, strict=True):
+        boxes = detection["boxes"] * scale.to(detection["boxes"]).repeat(2)
+        height, width = (int(v) for v in size)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        mapped.append({**detection, "boxes": boxes})
+    return mapped
+
+
+class DetectionTask(pl.LightningModule):
+    """SSDLite training and COCO/VOC evaluation; SGD with linear warmup and cosine decay by default."""
+
+    def __init__(
+        self,
+        backbone: str = "v3_large",
+        num_classes: int = 5,
+        width: float = 1.0,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        reduced_tail: bool = False,
+        weights: str | None = None,
+        backbone_weights: str | None = None,
+        class_names: list[str] | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        weight_decay: float = 4e-5,
+        warmup_epochs: float = 1.0,
+        predict_dir: str = "predictions",
+        draw_score_threshold: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_detector(
+            backbone,
+            num_classes,
+            width=width,
+            image_size=image_size,
+            reduced_tail=reduced_tail,
+            weights=weights,
+            backbone_weights=backbone_weights,
+        )
+        self.class_names = class_names or ["background", *(f"class_{i}" for i in range(1, num_classes))]
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
+        self._evaluators: dict[str, Any] = {}
+
+    def forward(self, images: Tensor) -> list[dict[str, Tensor]]:
+        return self.model(images)
+
+    def training_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(targets))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
+        return loss
+
+    # evaluation: predictions mapped back to original coordinates, scored against the dataset's own ground truth
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation(self.trainer.datamodule.val_dataset)
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation(self.trainer.datamodule.test_dataset)
+
+    def validation_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def test_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _start_evaluation(self, dataset: Any) -> None:
+        self._evaluators = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
+        voc_ground_truth = getattr(dataset, "voc_ground_truth", None)
+        if callable(voc_ground_truth) and voc_ground_truth() is not None:
+            self._evaluators["voc"] = VocEvaluator(voc_ground_truth(), self.hparams.num_classes)
+
+    def _evaluate_batch(self, batch: tuple[Tensor, list[dict]]) -> None:
+        images, targets = batch
+        detections = to_original_coordinates(
+            self.model(images), [t["scale"] for t in targets], [t["orig_size"] for t in targets]
+        )
+        detections = [{k: v.cpu() for k, v in d.items()} for d in detections]
+        image_ids = [int(t["image_id"]) for t in targets]
+        for evaluator in self._evaluators.values():
+            evaluator.update(image_ids, detections)
+
+    def _finish_evaluation(self, prefix: str) -> None:
+        metrics: dict[str, float] = {}
+        for evaluator in self._evaluators.values():
+            metrics |= evaluator.compute()
+        self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items() if not k.startswith("AP50/")})
+        if self.trainer.state.fn in ("validate", "test") and not self.trainer.sanity_checking:
+            self.print(f"\n{prefix} ({self._evaluators['coco'].num_images_evaluated} images)\n{format_table(metrics)}")
+
+    def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
+        images, metas = batch
+        detections = to_original_coordinates(
+            self.model(images), [m["scale"] for m in metas], [m["orig_size"] for m in metas]
+        )
+        return [
+            {**{k: v.cpu() for k, v in d.items()}, "path": m["path"]} for d, m in zip(detections, metas, strict=True)
+        ]
+
+    def configure_callbacks(self) -> list[Callback]:
+        hparams = self.hparams
+        return [DetectionPredictionWriter(hparams.predict_dir, self.class_names, hparams.draw_score_threshold)]
+
+    def configure_optimizers(self):
+        if self.hparams.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                self.parameters(),
+                lr=self.hparams.lr,
+                momentum=self.hparams.momentum,
+                weight_decay=self.hparams.weight_decay,
+            )
+        else:
+            optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = max(1, self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        warmup = min(total - 1, int(self.hparams.warmup_epochs * steps_per_epoch))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return 0.001 + (1 - 0.001) * step / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("backbone", "num_classes", "width", "reduced_tail"):
+            if key in saved and saved[key] != self.hparams[key]:
+                path = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
+                raise ValueError(
+                    f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
+                    f"{key}={self.hparams[key]!r}; pass the same --{'backbone' if key == 'backbone' else key} "
+                    "or data with the same classes"
+                )
+
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_epochs": 6,
+    "num_sanity_val_steps": 0,
+    "log_every_n_steps": 10,
+    "callbacks": [
+        ModelCheckpoint(
+            monitor="val/AP",
+            mode="max",
+            save_last=True,
+            filename="best-epoch{epoch}-ap{val/AP:.3f}",
+            auto_insert_metric_name=False,
+        )
+    ],
+}
+
+
+def main(args: Any = None):
+    """`python -m tasks.detect {fit,validate,test,predict}`; `args` lets tests drive it in-process."""
+    return run_cli(DetectionTask, DetectionDataModule, args, TRAINER_DEFAULTS)
+
+
+if __name__ == "__main__":
+    main()
