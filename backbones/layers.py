@@ -82,7 +82,10 @@ class ConvNormAct(nn.Sequential):
         self._folded: tuple[Tensor, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if self.training:
+            self._folded = None  # batch norm updates its running statistics without bumping their versions
+            return super().forward(x)
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return super().forward(x)
         conv = self.conv
         weight, bias = self._folded_weights()

@@ -9,10 +9,10 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from torch import Tensor
+from torch import Tensor, nn
 
 from backbones import create_backbone
-from heads.ssdlite import SSDLite, normal_init
+from heads.ssdlite import NORM, SSDLite, normal_init
 from heads.ssdlite_weights import load_detector_weights
 from tasks.cli import run_cli
 from tasks.data.detection import DetectionDataModule
@@ -45,6 +45,9 @@ def build_detector(
     )
     if backbone_weights is None:
         normal_init(features)  # torchvision's from-scratch SSDLite initialisation
+    for module in features.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = NORM["norm_momentum"]
     model = SSDLite(features, num_classes, width=width)
     model.image_size = image_size or PAPER_IMAGE_SIZE.get(backbone, DEFAULT_IMAGE_SIZE)
     if weights is not None:
@@ -65,7 +68,12 @@ def to_original_coordinates(detections: list[dict[str, Tensor]], scales: list[Te
 
 
 class DetectionTask(pl.LightningModule):
-    """SSDLite training and COCO/VOC evaluation; SGD with linear warmup and cosine decay by default."""
+    """SSDLite training and COCO/VOC evaluation, with linear warmup then cosine decay.
+
+    The default optimizer is AdamW (lr 2e-3): from scratch on 2 CPU cores it reaches AP50 0.5 on the synthetic
+    data within the 4 default epochs, where SGD at torchvision's settings had not started to (AP50 0.005 after
+    150 steps). The COCO recipe in configs/detect/ uses torchvision's SGD.
+    """
 
     def __init__(
         self,
@@ -77,11 +85,11 @@ class DetectionTask(pl.LightningModule):
         weights: str | None = None,
         backbone_weights: str | None = None,
         class_names: list[str] | None = None,
-        optimizer: Literal["sgd", "adamw"] = "sgd",
-        lr: float = 0.05,
+        optimizer: Literal["sgd", "adamw"] = "adamw",
+        lr: float = 0.002,
         momentum: float = 0.9,
         weight_decay: float = 4e-5,
-        warmup_epochs: float = 1.0,
+        warmup_epochs: float = 0.5,
         predict_dir: str = "predictions",
         draw_score_threshold: float = 0.3,
     ) -> None:
@@ -203,7 +211,7 @@ class DetectionTask(pl.LightningModule):
 
 
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_epochs": 6,
+    "max_epochs": 4,
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 10,
     "callbacks": [
