@@ -94,7 +94,9 @@ class DetectionTask(pl.LightningModule):
         draw_score_threshold: float = 0.3,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # output settings stay out of the checkpoint: LightningCLI would let a checkpoint's values override them
+        self.save_hyperparameters(ignore=["predict_dir", "draw_score_threshold"])
+        self.predict_dir, self.draw_score_threshold = predict_dir, draw_score_threshold
         self.model = build_detector(
             backbone,
             num_classes,
@@ -173,8 +175,7 @@ class DetectionTask(pl.LightningModule):
         ]
 
     def configure_callbacks(self) -> list[Callback]:
-        hparams = self.hparams
-        return [DetectionPredictionWriter(hparams.predict_dir, self.class_names, hparams.draw_score_threshold)]
+        return [DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold)]
 
     def configure_optimizers(self):
         if self.hparams.optimizer == "sgd":

@@ -58,3 +58,16 @@ def test_copies_do_not_carry_the_folded_cache():
     with torch.inference_mode():
         layer(torch.randn(1, 4, 3, 3))
     assert layer._folded is not None and copy.deepcopy(layer)._folded is None
+
+
+def test_training_forward_invalidates_the_folded_cache():
+    """Batch norm updates its running statistics in place without bumping their version counters."""
+    layer = randomize_norms(ConvNormAct(4, 4, 1))
+    x = torch.randn(8, 4, 5, 5) * 3 + 1
+    with torch.no_grad():
+        before = layer.eval()(x)
+        layer.train()(x)  # updates running_mean / running_var
+        after = layer.eval()(x)
+    plain, _ = plain_and_folded(layer, x)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, plain, atol=1e-5)

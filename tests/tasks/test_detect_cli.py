@@ -1,0 +1,152 @@
+"""The detection CLI driven in-process through `main([...])` on tiny generated data."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tasks.detect import DetectionTask, main
+from tests.tasks.data.fixtures import write_coco_dataset, write_voc_dataset
+
+SMALL = [
+    "--backbone",
+    "v3_small",
+    "--width",
+    "0.5",
+    "--data.image_size",
+    "96",
+    "--data.batch_size",
+    "2",
+    "--data.num_workers",
+    "0",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+def run(tmp_path: Path, subcommand: str, *args: str):
+    return main([subcommand, *SMALL, "--trainer.default_root_dir", str(tmp_path), *args])
+
+
+def synthetic(tmp_path: Path) -> list[str]:
+    return [
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.synthetic_train_images",
+        "8",
+        "--data.synthetic_val_images",
+        "4",
+        "--data.synthetic_image_size",
+        "96",
+    ]
+
+
+@pytest.mark.parametrize("data_format", ["synthetic", "coco", "voc"])
+def test_fast_dev_run_on_each_format(tmp_path, data_format):
+    if data_format == "synthetic":
+        data = synthetic(tmp_path)
+    elif data_format == "coco":
+        data = ["--data.format", "coco", "--data.root", str(write_coco_dataset(tmp_path / "coco"))]
+    else:
+        root = write_voc_dataset(tmp_path / "voc")
+        data = [
+            "--data.format",
+            "voc",
+            "--data.root",
+            str(root),
+            "--data.train_split",
+            "VOC2007/train",
+            "--data.val_split",
+            "VOC2007/val",
+        ]
+    cli = run(tmp_path, "fit", "--trainer.fast_dev_run", "1", *data)
+    model = cli.model
+    assert model.hparams.num_classes == cli.datamodule.num_classes
+    assert model.class_names == cli.datamodule.class_names
+    assert model.model.backbone.spec.name == "v3_small" and model.model.backbone.width == 0.5
+    metrics = cli.trainer.callback_metrics
+    assert "train/loss" in metrics and torch.isfinite(metrics["train/loss"])
+    assert {"val/AP", "val/AP50"} <= set(metrics)
+    if data_format == "voc":
+        assert "val/mAP50" in metrics
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory) -> tuple[Path, list[str]]:
+    tmp_path = tmp_path_factory.mktemp("fit")
+    data = synthetic(tmp_path)
+    cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", *data)
+    checkpoint = Path(cli.trainer.checkpoint_callback.last_model_path)
+    assert checkpoint.is_file()
+    return checkpoint, data
+
+
+def test_validate_and_test_print_the_table(tmp_path, trained_checkpoint, capsys):
+    checkpoint, data = trained_checkpoint
+    for subcommand in ("validate", "test"):
+        cli = run(tmp_path, subcommand, "--ckpt_path", str(checkpoint), *data)
+        prefix = "val" if subcommand == "validate" else "test"
+        assert 0.0 <= float(cli.trainer.callback_metrics[f"{prefix}/AP50"]) <= 1.0
+        assert f"{prefix} (4 images)" in capsys.readouterr().out
+
+
+def test_predict_writes_drawn_images_and_coco_results(tmp_path, trained_checkpoint):
+    checkpoint, data = trained_checkpoint
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, mode in enumerate(["RGB", "L", "RGBA"]):
+        Image.new(mode, (120, 80), color=(90,) * len(mode)).save(images / f"image{index}.png")
+    out = tmp_path / "out"
+    run(
+        tmp_path,
+        "predict",
+        "--ckpt_path",
+        str(checkpoint),
+        "--data.predict_root",
+        str(images),
+        "--model.predict_dir",
+        str(out),
+        *data,
+    )
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["image0.jpg", "image1.jpg", "image2.jpg"]
+    assert Image.open(out / "image0.jpg").size == (120, 80)
+    results = json.loads((out / "detections.json").read_text())
+    assert all({"image_id", "category_id", "category_name", "bbox", "score"} <= set(r) for r in results)
+    assert all(0 <= r["bbox"][0] <= 120 and r["bbox"][2] >= 0 for r in results)
+
+
+def test_checkpoint_with_another_class_count_is_refused(tmp_path, trained_checkpoint):
+    checkpoint, _ = trained_checkpoint
+    coco = ["--data.format", "coco", "--data.root", str(write_coco_dataset(tmp_path / "coco"))]  # 3 classes, not 4
+    with pytest.raises(ValueError, match=r"trained with num_classes=5, this run has num_classes=4"):
+        run(tmp_path, "validate", "--ckpt_path", str(checkpoint), *coco)
+
+
+def test_unknown_backbone_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="--backbone 'v9' is not one of"):
+        main(["fit", "--backbone", "v9", "--trainer.fast_dev_run", "1", *synthetic(tmp_path)])
+
+
+def test_missing_data_root_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent"):
+        run(
+            tmp_path,
+            "fit",
+            "--trainer.fast_dev_run",
+            "1",
+            "--data.format",
+            "coco",
+            "--data.root",
+            str(tmp_path / "absent"),
+        )
+
+
+def test_task_rejects_mismatched_class_names():
+    with pytest.raises(ValueError, match="class_names has 2 entries for num_classes=3"):
+        DetectionTask(backbone="v3_small", num_classes=3, class_names=["background", "a"])
