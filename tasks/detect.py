@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from tasks.data.detection import DetectionDataModule
 from tasks.detection_outputs import DetectionPredictionWriter
 from tasks.metrics import CocoEvaluator, VocEvaluator, format_table
 
+log = logging.getLogger(__name__)
 DEFAULT_IMAGE_SIZE = 320
 PAPER_IMAGE_SIZE = {"v1": 300}  # the V1 paper's SSD runs at 300x300
 
@@ -122,6 +124,9 @@ class DetectionTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        self._report_skips(self.trainer.datamodule.train_dataset, "train")
+
     # evaluation: predictions mapped back to original coordinates, scored against the dataset's own ground truth
     def on_validation_epoch_start(self) -> None:
         self._start_evaluation(self.trainer.datamodule.val_dataset)
@@ -141,6 +146,13 @@ class DetectionTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_evaluation("test")
 
+    def _report_skips(self, dataset: Any, split: str) -> None:
+        """Unreadable images are replaced by the next readable one; say how many, every epoch."""
+        skipped = getattr(dataset, "skipped_images", 0)
+        if skipped:
+            self.log(f"{split}/skipped_images", float(skipped))
+            log.warning("%s: %d unreadable images skipped so far (see the warnings naming them)", split, skipped)
+
     def _start_evaluation(self, dataset: Any) -> None:
         self._evaluators = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
         voc_ground_truth = getattr(dataset, "voc_ground_truth", None)
@@ -158,6 +170,8 @@ class DetectionTask(pl.LightningModule):
             evaluator.update(image_ids, detections)
 
     def _finish_evaluation(self, prefix: str) -> None:
+        dataset = self.trainer.datamodule.val_dataset if prefix == "val" else self.trainer.datamodule.test_dataset
+        self._report_skips(dataset, prefix)
         metrics: dict[str, float] = {}
         for evaluator in self._evaluators.values():
             metrics |= evaluator.compute()

@@ -150,3 +150,24 @@ def test_missing_data_root_is_named(tmp_path):
 def test_task_rejects_mismatched_class_names():
     with pytest.raises(ValueError, match="class_names has 2 entries for num_classes=3"):
         DetectionTask(backbone="v3_small", num_classes=3, class_names=["background", "a"])
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[2] / "configs" / "detect").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_recipes_parse(recipe, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "backbone:" in printed and "max_epochs:" in printed
+
+
+def test_corrupt_image_is_skipped_counted_and_reported(tmp_path, caplog):
+    root = write_coco_dataset(tmp_path / "coco")
+    corrupt = sorted((root / "val").glob("*.jpg"))[1]
+    corrupt.write_bytes(b"\xff\xd8\xff not a jpeg")
+    data = ["--data.format", "coco", "--data.root", str(root)]
+    cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", *data)
+    assert float(cli.trainer.callback_metrics["val/skipped_images"]) >= 1
+    assert corrupt.name in caplog.text and "unreadable images skipped" in caplog.text
