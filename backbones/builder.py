@@ -17,7 +17,9 @@ from backbones.layers import MEMORY_FORMAT, ConvNormAct, make_divisible
 from backbones.spec import BlockSpec, NetworkSpec
 
 OUTPUT_STRIDES = (8, 16, 32)
-NAMED_TAPS = ("c4_expansion",)  # expansion output of the first stride-32 block (SSDLite's stride-16 input)
+# "c1".."c4": outputs of the strided blocks that open the stride-4/8/16/32 stages (torchvision's C1..C4, which its
+# segmentation models tap); "c4_expansion": the C4 block's expansion output (SSDLite's stride-16 input)
+NAMED_TAPS = ("c1", "c2", "c3", "c4", "c4_expansion")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def build_backbone(
     stride, dilation = 2, 1
     stage_ends = [_Tap(-1, False, FeatureTap("stem", channels, stride))]
     c4_expansion = None
+    strided: list[_Tap] = []
     blocks: list[nn.Module] = []
     for index, row in enumerate(spec.blocks):
         in_stride, in_channels = stride, channels
@@ -118,11 +121,14 @@ def build_backbone(
             # the last strided block's expansion; V1 has none, so its tap is that block's input
             where = f"blocks.{index}.expand" if block.expand is not None else f"blocks.{index - 1}"
             c4_expansion = _Tap(index, True, FeatureTap(where, block.expanded_channels, in_stride))
+        output = _Tap(index, False, FeatureTap(f"blocks.{index}", channels, stride))
         if row.stride == 1:
             stage_ends.pop()  # the previous block did not end a stage
-        stage_ends.append(_Tap(index, False, FeatureTap(f"blocks.{index}", channels, stride)))
+        else:
+            strided.append(output)
+        stage_ends.append(output)
 
-    named = {"c4_expansion": c4_expansion}
+    named = {f"c{k}": tap for k, tap in enumerate(strided, start=1)} | {"c4_expansion": c4_expansion}
     taps = _select_taps(spec.name, stage_ends, named, out_indices)
     model = MobileNetBackbone(spec, width, output_stride, in_chans, stem, nn.Sequential(*blocks), taps)
     init_weights(model)

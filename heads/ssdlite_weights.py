@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from backbones.weights import Checkpoint, load_checkpoint
+from heads.checkpoints import load_strict, read_model_state
 from heads.ssdlite import SSDLite
 
 _CONV_NORM = {"0": "conv", "1": "norm"}
@@ -17,33 +17,14 @@ _CONV_NORM = {"0": "conv", "1": "norm"}
 def load_detector_weights(model: SSDLite, path: str | Path) -> None:
     """Load a torchvision SSDLite state dict or one of ours (also inside a Lightning checkpoint), strictly."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detector weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a Lightning checkpoint
-        state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    state = read_model_state(path, "detector")
     if "backbone.features.0.0.0.weight" in state:
         _load_torchvision(model, state, path)
     elif "backbone.stem.conv.weight" in state:
-        _load_strict(model, state, path)
+        load_strict(model, state, path)
     else:
         raise ValueError(
             f"{path}: not a torchvision or mobilenet-suite SSDLite checkpoint; first keys: {list(state)[:5]}"
-        )
-
-
-def _load_strict(model: torch.nn.Module, state: dict[str, Tensor], path: Path) -> None:
-    result = model.load_state_dict(state, strict=False)
-    mismatched = [
-        f"{k}: {tuple(v.shape)} vs ours {tuple(model.state_dict()[k].shape)}"
-        for k, v in state.items()
-        if k in model.state_dict() and v.shape != model.state_dict()[k].shape
-    ]
-    if result.missing_keys or result.unexpected_keys or mismatched:
-        raise RuntimeError(
-            f"{path} does not fit this detector: missing keys {result.missing_keys[:12]}, "
-            f"unexpected keys {result.unexpected_keys[:12]}, shape mismatches {mismatched[:12]} "
-            "(a different backbone, width, reduced_tail or class count?)"
         )
 
 
@@ -69,4 +50,4 @@ def _load_torchvision(model: SSDLite, state: dict[str, Tensor], path: Path) -> N
         else:
             raise RuntimeError(f"{path}: unexpected key {key!r} for a torchvision SSDLite checkpoint")
     load_checkpoint(model.backbone, Checkpoint(path, "torchvision", backbone))
-    _load_strict(model.head, head, path)
+    load_strict(model.head, head, path)

@@ -10,14 +10,25 @@ from backbones import list_backbones
 
 
 class TaskCLI(LightningCLI):
-    """`python -m tasks.<task> {fit,validate,test,predict} --backbone v3_large [--width 0.75] [--config ...]`."""
+    """`python -m tasks.<task> {fit,validate,test,predict} --backbone v3_large [--width 0.75] [--config ...]`.
+
+    Subclasses add their task's top-level flags in `top_level` ({name: (type, default, help)}) and their extra
+    parse-time links in `links` ((source, target) pairs).
+    """
+
+    top_level: dict[str, tuple[Any, Any, str]] = {}
+    links: tuple[tuple[str, str], ...] = ()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--backbone", default="v3_large", help=f"one of {list_backbones()}")
         parser.add_argument("--width", type=float, default=1.0, help="width multiplier (alpha)")
         parser.link_arguments("backbone", "model.backbone")
         parser.link_arguments("width", "model.width")
-        parser.link_arguments("data.image_size", "model.image_size")
+        for name, (kind, default, help_text) in self.top_level.items():
+            parser.add_argument(f"--{name}", type=kind, default=default, help=help_text)
+            parser.link_arguments(name, f"model.{name}")
+        for source, target in self.links:
+            parser.link_arguments(source, target)
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
 
@@ -27,8 +38,10 @@ class TaskCLI(LightningCLI):
             raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
 
 
-def run_cli(model_class: type, datamodule_class: type, args: Any, trainer_defaults: dict[str, Any]) -> TaskCLI:
-    return TaskCLI(
+def run_cli(
+    cli_class: type[TaskCLI], model_class: type, datamodule_class: type, args: Any, trainer_defaults: dict[str, Any]
+) -> TaskCLI:
+    return cli_class(
         model_class,
         datamodule_class,
         args=args,

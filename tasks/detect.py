@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor, nn
 
 from backbones import create_backbone
 from heads.ssdlite import NORM, SSDLite, normal_init
 from heads.ssdlite_weights import load_detector_weights
-from tasks.cli import run_cli
+from tasks import optim
+from tasks.cli import TaskCLI, run_cli
 from tasks.data.detection import DetectionDataModule
 from tasks.detection_outputs import DetectionPredictionWriter
 from tasks.metrics import CocoEvaluator, VocEvaluator, format_table
@@ -87,7 +86,7 @@ class DetectionTask(pl.LightningModule):
         weights: str | None = None,
         backbone_weights: str | None = None,
         class_names: list[str] | None = None,
-        optimizer: Literal["sgd", "adamw"] = "adamw",
+        optimizer: optim.Optimizer = "adamw",
         lr: float = 0.002,
         momentum: float = 0.9,
         weight_decay: float = 4e-5,
@@ -192,26 +191,8 @@ class DetectionTask(pl.LightningModule):
         return [DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold)]
 
     def configure_optimizers(self):
-        if self.hparams.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                self.parameters(),
-                lr=self.hparams.lr,
-                momentum=self.hparams.momentum,
-                weight_decay=self.hparams.weight_decay,
-            )
-        else:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(1, self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        warmup = min(total - 1, int(self.hparams.warmup_epochs * steps_per_epoch))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return 0.001 + (1 - 0.001) * step / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        h = self.hparams
+        return optim.configure(self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, "cosine")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hyper_parameters", {})
@@ -225,25 +206,25 @@ class DetectionTask(pl.LightningModule):
                 )
 
 
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_epochs": 4,
-    "num_sanity_val_steps": 0,
-    "log_every_n_steps": 10,
-    "callbacks": [
-        ModelCheckpoint(
-            monitor="val/AP",
-            mode="max",
-            save_last=True,
-            filename="best-epoch{epoch}-ap{val/AP:.3f}",
-            auto_insert_metric_name=False,
-        )
-    ],
-}
+class DetectCLI(TaskCLI):
+    links = (("data.image_size", "model.image_size"),)
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Fresh per run: a callback instance must not carry one run's paths into the next."""
+    checkpoint = ModelCheckpoint(
+        monitor="val/AP",
+        mode="max",
+        save_last=True,
+        filename="best-epoch{epoch}-ap{val/AP:.3f}",
+        auto_insert_metric_name=False,
+    )
+    return {"max_epochs": 4, "num_sanity_val_steps": 0, "log_every_n_steps": 10, "callbacks": [checkpoint]}
 
 
 def main(args: Any = None):
     """`python -m tasks.detect {fit,validate,test,predict}`; `args` lets tests drive it in-process."""
-    return run_cli(DetectionTask, DetectionDataModule, args, TRAINER_DEFAULTS)
+    return run_cli(DetectCLI, DetectionTask, DetectionDataModule, args, trainer_defaults())
 
 
 if __name__ == "__main__":
