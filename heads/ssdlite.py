@@ -18,7 +18,7 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
-from backbones.builder import MobileNetBackbone
+from backbones.builder import MobileNetBackbone, normal_init
 from backbones.layers import MEMORY_FORMAT, ConvNormAct
 
 EXTRA_WIDTHS = (512, 256, 256, 128)
@@ -45,15 +45,6 @@ def prediction_block(in_channels: int, out_channels: int) -> nn.Sequential:
         ConvNormAct(in_channels, in_channels, 3, groups=in_channels, activation="relu6", **NORM),
         nn.Conv2d(in_channels, out_channels, 1),
     )
-
-
-def normal_init(module: nn.Module, std: float = 0.03) -> None:
-    """torchvision's SSDLite initialisation for layers trained from scratch."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.normal_(layer.weight, mean=0.0, std=std)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
 
 
 class SSDLiteHead(nn.Module):

@@ -11,7 +11,8 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import Tensor, nn
 
 from backbones import create_backbone
-from heads.ssdlite import NORM, SSDLite, normal_init
+from backbones.builder import normal_init
+from heads.ssdlite import NORM, SSDLite
 from heads.ssdlite_weights import load_detector_weights
 from tasks import optim
 from tasks.cli import TaskCLI, run_cli

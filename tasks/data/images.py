@@ -3,13 +3,17 @@
 A corrupt or unreadable image must not stop a long training run: `SkippingDataset.__getitem__` logs it, counts
 it in a counter shared with DataLoader worker processes, and returns the next readable item instead. The batch
 size therefore never changes; an evaluation loop sees the substitute item under its own `image_id`.
+Subclasses choose which errors count as a bad item (`skippable_errors`). `build_folder_atomically` publishes a
+generated dataset folder all at once, for the synthetic generators.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +61,39 @@ def list_image_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def build_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(staging)` on a hidden temporary sibling of `final`, then rename it to `final`; return `final`.
+
+    An interrupted run never leaves a partial folder under the final name (the staging folder is removed);
+    concurrent builders (e.g. DDP ranks) are safe: the first rename wins and the others discard their copy.
+    The caller decides beforehand whether `final` already holds a complete folder.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        write(staging)
+        try:
+            staging.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            logger.info("%s was generated concurrently; using that copy", final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
 class SkippingDataset(Dataset):
     """Dataset base: `_load_item(index)` may raise UnreadableImageError; such items are skipped and counted.
 
     `skipped_images` counts every skip event (a corrupt image read in three epochs counts three times) across
     the main process and all DataLoader workers. A warning is logged the first time each process meets a file.
+    `skippable_errors` are the exceptions that mark an item as bad (an empty tuple makes every error fatal).
     """
+
+    skippable_errors: tuple[type[Exception], ...] = (UnreadableImageError,)
+    skip_description = "unreadable image"
 
     def __init__(self) -> None:
         # One slot per process (main = 0, DataLoader worker i = 1 + i), so increments never race; shared memory
@@ -98,11 +129,13 @@ class SkippingDataset(Dataset):
             current = (index + attempt) % size
             try:
                 return self._load_item(current)
-            except UnreadableImageError as error:
+            except self.skippable_errors as error:
                 self._count_skip()
                 if current not in self._warned:
                     self._warned.add(current)
-                    logger.warning("skipping unreadable image (%s); using the next readable one instead", error)
+                    logger.warning(
+                        "skipping %s (%s); using the next readable one instead", self.skip_description, error
+                    )
         raise RuntimeError(f"{type(self).__name__}: none of its {size} images can be read")
 
 

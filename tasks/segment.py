@@ -1,0 +1,194 @@
+"""Semantic segmentation with DeepLabV3 or LR-ASPP on any MobileNet: `python -m tasks.segment fit --head lraspp`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from backbones import create_backbone
+from backbones.builder import normal_init
+from heads.deeplabv3 import DeepLabV3Head
+from heads.lraspp import LRASPPHead
+from heads.segmentation import SegmentationModel, load_segmenter_weights
+from tasks import optim
+from tasks.cli import TaskCLI, run_cli
+from tasks.data.segmentation import IGNORE_INDEX, SegmentationDataModule
+from tasks.metrics.segmentation import format_iou_table, segmentation_scores
+from tasks.segmentation_outputs import SegmentationPredictionWriter
+
+log = logging.getLogger(__name__)
+Head = Literal["lraspp", "deeplabv3"]
+NORM_MOMENTUM = 0.1  # running averages that keep up with a short schedule (torchvision's V3 uses 0.01)
+
+
+def build_segmenter(
+    backbone: str,
+    head: Head,
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    output_stride: int = 16,
+    aux_loss: bool = False,
+    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+) -> SegmentationModel:
+    """DeepLabV3 or LR-ASPP on the backbone's C2 (stride 8) and last maps, as torchvision taps them.
+
+    `weights`: torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large`
+    state dict, or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads.
+    """
+    if head not in ("lraspp", "deeplabv3"):
+        raise ValueError(f"unknown head {head!r}; valid: lraspp, deeplabv3")
+    if aux_loss and head != "deeplabv3":
+        raise ValueError("aux_loss is an option of the deeplabv3 head (an FCN head on the stride-8 map)")
+    features = create_backbone(
+        backbone, width=width, out_indices=("c2", -1), output_stride=output_stride, weights=backbone_weights
+    )
+    if backbone_weights is None:
+        normal_init(features)  # from scratch: torchvision's SSDLite start (see normal_init for why)
+    for module in features.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = NORM_MOMENTUM
+    channels = features.feature_info.channels()
+    if head == "lraspp":
+        decoder: nn.Module = LRASPPHead(channels, num_classes)
+    else:
+        decoder = DeepLabV3Head(channels, num_classes, aux=aux_loss)
+    model = SegmentationModel(features, decoder)
+    if weights is not None:
+        load_segmenter_weights(model, weights)
+    return model
+
+
+class SegmentationTask(pl.LightningModule):
+    """Cross-entropy (ignore 255, auxiliary loss weight 0.5), warmup then poly decay; mIoU over the whole set."""
+
+    def __init__(
+        self,
+        backbone: str = "v3_large",
+        head: Head = "lraspp",
+        num_classes: int = 5,
+        width: float = 1.0,
+        output_stride: int = 16,
+        aux_loss: bool = False,
+        aux_weight: float = 0.5,
+        weights: str | None = None,
+        backbone_weights: str | None = None,
+        class_names: list[str] | None = None,
+        optimizer: optim.Optimizer = "sgd",
+        lr: float = 0.02,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-5,
+        warmup_epochs: float = 0.5,
+        predict_dir: str = "predictions",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["predict_dir"])  # an output setting, not part of the model
+        self.predict_dir = predict_dir
+        self.model = build_segmenter(
+            backbone, head, num_classes, width=width, output_stride=output_stride, aux_loss=aux_loss,
+            weights=weights, backbone_weights=backbone_weights,
+        )
+        self.class_names = class_names or ["background", *(f"class_{i}" for i in range(1, num_classes))]
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
+        self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, masks = batch
+        outputs = self.model(images)
+        loss = F.cross_entropy(outputs["out"], masks, ignore_index=IGNORE_INDEX)
+        if "aux" in outputs:
+            aux = F.cross_entropy(outputs["aux"], masks, ignore_index=IGNORE_INDEX)
+            self.log("train/aux_loss", aux, batch_size=len(images))
+            loss = loss + self.hparams.aux_weight * aux
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
+
+    def _evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
+        images, masks = batch
+        self.confusion.update(self.model(images).argmax(1), masks)
+
+    def _finish_evaluation(self, prefix: str) -> None:
+        scores = segmentation_scores(self.confusion.compute(), self.class_names)
+        self.confusion.reset()
+        datamodule = self.trainer.datamodule
+        dataset = datamodule.val_dataset if prefix == "val" else datamodule.test_dataset
+        skipped = getattr(dataset, "skipped_samples", 0)
+        if skipped:
+            log.warning("%s: %d unreadable or invalid samples skipped (see the warnings naming them)", prefix, skipped)
+            scores["skipped_samples"] = float(skipped)
+        self.log_dict({f"{prefix}/{k}": v for k, v in scores.items() if not k.startswith("IoU/")})
+        if self.trainer.state.fn in ("validate", "test") and not self.trainer.sanity_checking:
+            self.print(f"\n{prefix} ({len(dataset)} images)\n{format_iou_table(scores)}")
+
+    def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
+        images, metas = batch
+        labels = self.model(images).argmax(1).cpu()
+        return [
+            {"path": meta["path"], "mask": mask[: int(meta["orig_size"][0]), : int(meta["orig_size"][1])]}
+            for mask, meta in zip(labels, metas, strict=True)
+        ]
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [SegmentationPredictionWriter(self.predict_dir, self.class_names)]
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return optim.configure(self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, "poly")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("backbone", "head", "num_classes", "width"):
+            if key in saved and saved[key] != self.hparams[key]:
+                path = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
+                raise ValueError(
+                    f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
+                    f"{key}={self.hparams[key]!r}"
+                )
+
+
+class SegmentCLI(TaskCLI):
+    top_level = {"head": (str, "lraspp", "lraspp or deeplabv3")}
+
+
+def trainer_defaults() -> dict[str, Any]:
+    checkpoint = ModelCheckpoint(
+        monitor="val/mIoU",
+        mode="max",
+        save_last=True,
+        filename="best-epoch{epoch}-miou{val/mIoU:.3f}",
+        auto_insert_metric_name=False,
+    )
+    return {"max_epochs": 6, "num_sanity_val_steps": 0, "log_every_n_steps": 10, "callbacks": [checkpoint]}
+
+
+def main(args: Any = None):
+    """`python -m tasks.segment {fit,validate,test,predict}`; `args` lets tests drive it in-process."""
+    return run_cli(SegmentCLI, SegmentationTask, SegmentationDataModule, args, trainer_defaults())
+
+
+if __name__ == "__main__":
+    main()
