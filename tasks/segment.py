@@ -93,8 +93,14 @@ class SegmentationTask(pl.LightningModule):
         self.save_hyperparameters(ignore=["predict_dir"])  # an output setting, not part of the model
         self.predict_dir = predict_dir
         self.model = build_segmenter(
-            backbone, head, num_classes, width=width, output_stride=output_stride, aux_loss=aux_loss,
-            weights=weights, backbone_weights=backbone_weights,
+            backbone,
+            head,
+            num_classes,
+            width=width,
+            output_stride=output_stride,
+            aux_loss=aux_loss,
+            weights=weights,
+            backbone_weights=backbone_weights,
         )
         self.class_names = class_names or ["background", *(f"class_{i}" for i in range(1, num_classes))]
         if len(self.class_names) != num_classes:

@@ -14,8 +14,9 @@ NUM_CLASSES = 4
 @pytest.mark.parametrize("head, output_stride", [("lraspp", 16), ("deeplabv3", 16), ("deeplabv3", 8)])
 @pytest.mark.parametrize("name", list_backbones())
 def test_logits_at_input_size_on_every_backbone(name, head, output_stride):
-    model = build_segmenter(name, head, NUM_CLASSES, width=0.5, output_stride=output_stride,
-                            aux_loss=head == "deeplabv3")
+    model = build_segmenter(
+        name, head, NUM_CLASSES, width=0.5, output_stride=output_stride, aux_loss=head == "deeplabv3"
+    )
     assert model.backbone.feature_info.reduction() == [8, output_stride]
     images = torch.randn(2, 3, 64, 80)
     outputs = model.train()(images)
@@ -35,13 +36,17 @@ def test_bad_head_options_are_named():
 
 @pytest.mark.parametrize(
     "arch, head, aux",
-    [("lraspp_mobilenet_v3_large", "lraspp", False), ("deeplabv3_mobilenet_v3_large", "deeplabv3", False),
-     ("deeplabv3_mobilenet_v3_large", "deeplabv3", True)],
+    [
+        ("lraspp_mobilenet_v3_large", "lraspp", False),
+        ("deeplabv3_mobilenet_v3_large", "deeplabv3", False),
+        ("deeplabv3_mobilenet_v3_large", "deeplabv3", True),
+    ],
 )
 def test_torchvision_checkpoints_give_the_same_logits(tmp_path, arch, head, aux):
     kwargs = {"aux_loss": aux} if head == "deeplabv3" else {}
-    reference = randomize_norms(torchvision.models.get_model(arch, weights=None, weights_backbone=None,
-                                                              num_classes=21, **kwargs))
+    reference = randomize_norms(
+        torchvision.models.get_model(arch, weights=None, weights_backbone=None, num_classes=21, **kwargs)
+    )
     path = tmp_path / f"{arch}.pth"
     torch.save(reference.state_dict(), path)
     ours = build_segmenter("v3_large", head, 21, aux_loss=aux, weights=path).eval()

@@ -9,9 +9,26 @@ from PIL import Image
 from tasks.segment import main
 from tests.tasks.data.segmentation_fixtures import write_coco_segmentation, write_voc_segmentation
 
-SMALL = ["--backbone", "v3_small", "--width", "0.5", "--data.crop_size", "64", "--data.base_size", "64",
-         "--data.batch_size", "2", "--data.num_workers", "0", "--trainer.accelerator", "cpu",
-         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+SMALL = [
+    "--backbone",
+    "v3_small",
+    "--width",
+    "0.5",
+    "--data.crop_size",
+    "64",
+    "--data.base_size",
+    "64",
+    "--data.batch_size",
+    "2",
+    "--data.num_workers",
+    "0",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+]
 
 
 def run(tmp_path: Path, subcommand: str, *args: str):
@@ -19,8 +36,16 @@ def run(tmp_path: Path, subcommand: str, *args: str):
 
 
 def synthetic(tmp_path: Path) -> list[str]:
-    return ["--data.cache_dir", str(tmp_path / "cache"), "--data.synthetic_train_images", "6",
-            "--data.synthetic_val_images", "3", "--data.synthetic_image_size", "64"]
+    return [
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.synthetic_train_images",
+        "6",
+        "--data.synthetic_val_images",
+        "3",
+        "--data.synthetic_image_size",
+        "64",
+    ]
 
 
 @pytest.mark.parametrize("data_format, head", [("synthetic", "lraspp"), ("voc", "deeplabv3"), ("coco", "lraspp")])
@@ -61,8 +86,17 @@ def test_predict_writes_masks_and_overlays(tmp_path, trained_checkpoint):
     Image.new("RGB", (70, 50), (200, 30, 30)).save(images / "red.png")
     Image.new("L", (40, 60), 90).save(images / "gray.png")
     out = tmp_path / "out"
-    run(tmp_path, "predict", "--ckpt_path", str(checkpoint), "--data.predict_root", str(images),
-        "--model.predict_dir", str(out), *data)
+    run(
+        tmp_path,
+        "predict",
+        "--ckpt_path",
+        str(checkpoint),
+        "--data.predict_root",
+        str(images),
+        "--model.predict_dir",
+        str(out),
+        *data,
+    )
     mask = Image.open(out / "red_mask.png")
     assert mask.mode == "P" and mask.size == (70, 50)
     assert np.array(mask).max() < 5
@@ -76,8 +110,9 @@ def test_checkpoint_with_another_class_count_is_refused(tmp_path, trained_checkp
         run(tmp_path, "validate", "--ckpt_path", str(checkpoint), *voc)
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "configs" / "segment").glob("*.yaml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[2] / "configs" / "segment").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_recipes_parse(recipe, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(recipe), "--print_config"])
