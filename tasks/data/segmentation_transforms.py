@@ -30,9 +30,9 @@ def scaled_sides(base_size: int, scale_range: tuple[float, float]) -> list[int]:
     return list(range(max(1, round(base_size * low)), max(1, round(base_size * high)) + 1))
 
 
-def _to_tensors(out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    mask = out.get("mask")
-    return out["image"].float(), None if mask is None else torch.as_tensor(mask).long()
+def _mask_tensor(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """ToTensorV2 keeps the mask's uint8: class labels are int64 for the loss."""
+    return torch.as_tensor(mask).long()
 
 
 class SegmentationTrainTransform:
@@ -73,9 +73,8 @@ class SegmentationTrainTransform:
         self.compose.set_random_seed(seed)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        image_out, mask_out = _to_tensors(self.compose(image=image, mask=mask))
-        assert mask_out is not None
-        return image_out, mask_out
+        out = self.compose(image=image, mask=mask)
+        return out["image"].float(), _mask_tensor(out["mask"])
 
 
 class SegmentationEvalTransform:
@@ -85,4 +84,7 @@ class SegmentationEvalTransform:
         self.compose = A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return _to_tensors(self.compose(image=image) if mask is None else self.compose(image=image, mask=mask))
+        if mask is None:
+            return self.compose(image=image)["image"].float(), None
+        out = self.compose(image=image, mask=mask)
+        return out["image"].float(), _mask_tensor(out["mask"])

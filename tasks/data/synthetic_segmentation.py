@@ -1,12 +1,15 @@
 """Synthetic shapes for semantic segmentation, in the real Pascal VOC layout, generated once and cached.
 
-The scenes are drawn with the detection generator's pieces (tasks/data/synthetic.py): backgrounds solid /
-gradient / noise, 1-4 shapes (circle, square, triangle, cross) mostly 12-50 % of the image side, colours far
-from the background's, later shapes covering earlier ones but leaving each at least 30 % visible. The mask
-labels every pixel with its top-most shape's class (0 = background) and marks a 2 px band along every object
-boundary (one pixel each side; also between touching objects) with 255, as VOC marks its object borders.
-Files: JPEGImages/*.jpg, SegmentationClass/*.png (palette PNGs, VOC colours), ImageSets/Segmentation/{train,val}.txt,
-so the VOC reader is the code that runs.
+Scenes as the detection generator's (tasks/data/synthetic.py, whose backgrounds and placement rule are reused):
+backgrounds solid / gradient / noise; 1-4 shapes (circle, square, triangle, cross); later shapes cover earlier
+ones but leave each at least 30 % visible. Two differences make it learnable by a from-scratch LR-ASPP within a
+few CPU epochs (with detection's class-free colours and sizes it reached only mIoU ~0.25 after 6 epochs):
+shapes are larger (90 % span 20-55 % of the image side, the rest 10-20 %), and each class has its own hue band
+(4 hues 90 degrees apart, +-20 degrees, random saturation and value, always far from the background's colour),
+so colour is a strong cue and shape a second one. The mask labels every pixel with its top-most shape's class
+(0 = background) and marks a 2 px band along every object boundary (one pixel each side, also between touching
+objects) with 255, as VOC marks its object borders. Files: JPEGImages/*.jpg, SegmentationClass/*.png (palette
+PNGs, VOC colours), ImageSets/Segmentation/{train,val}.txt: the VOC reader is the code that runs.
 """
 
 from __future__ import annotations
@@ -23,20 +26,29 @@ from tasks.data.images import build_folder_atomically
 from tasks.data.segmentation_datasets import save_palette_mask
 from tasks.data.segmentation_transforms import IGNORE_INDEX
 from tasks.data.synthetic import (
+    MIN_COLOUR_DISTANCE,
     MIN_VISIBLE_FRACTION,
     PLACEMENT_TRIES,
     SHAPE_NAMES,
     SPLITS,
     _background,
-    _contrasting_colour,
     default_cache_dir,
 )
 
 SEGMENTATION_CLASS_NAMES: tuple[str, ...] = (BACKGROUND, *SHAPE_NAMES)
 # Bump when the drawing changes, so that caches of the old content are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 1
 # Window of the boundary test: a pixel is border when its 3x3 neighbourhood holds two owners -> a 2 px band.
 BORDER_WINDOW = 3
+# Object extent as a fraction of the image side: LARGE_FRACTION of the objects are medium/large, the rest small.
+SIDE_RANGE: tuple[float, float] = (0.2, 0.55)
+SMALL_SIDE_RANGE: tuple[float, float] = (0.1, 0.2)
+LARGE_FRACTION = 0.9
+# Hue band of each class (degrees, OpenCV HSV): centre +- HUE_JITTER; saturation and value in these 0-255 ranges.
+CLASS_HUES: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
+HUE_JITTER = 20.0
+SATURATION_RANGE: tuple[float, float] = (170.0, 255.0)
+VALUE_RANGE: tuple[float, float] = (120.0, 255.0)
 
 
 def synthetic_segmentation_name(num_train: int, num_val: int, image_size: int, seed: int) -> str:
@@ -111,7 +123,7 @@ def draw_segmentation_scene(rng: np.random.Generator, size: int) -> tuple[np.nda
                 break
         else:
             continue  # no placement kept the earlier objects visible enough: leave this shape out
-        canvas.paste(_contrasting_colour(rng, background_mean), mask=mask_image)
+        canvas.paste(_class_colour(rng, kind, background_mean), mask=mask_image)
         owner = trial
         sizes.append(int(shape.sum()))
         labels.append(kind + 1)
@@ -129,17 +141,10 @@ def object_borders(owner: np.ndarray, window: int = BORDER_WINDOW) -> np.ndarray
     return cv2.dilate(ids, kernel) != cv2.erode(ids, kernel)
 
 
-# Object extent as a fraction of the image side: LARGE_FRACTION of the objects are medium/large, the rest small.
-SIDE_RANGE: tuple[float, float] = (0.2, 0.55)
-SMALL_SIDE_RANGE: tuple[float, float] = (0.1, 0.2)
-LARGE_FRACTION = 0.9
-
-
 def _shape_mask(rng: np.random.Generator, kind: int, size: int) -> Image.Image:
-    """A binary "L" mask of one shape of `kind` at a random place (the shape may run off the border).
+    """A binary "L" mask of one shape of `kind` at a random place (the shape may run off the border by 1/4).
 
-    As the detection generator's shapes, with larger objects: segmentation learns from pixels, and the many
-    pixels of large shapes make the shapes learnable within a few CPU epochs.
+    The detection generator's shapes, drawn the same way, with this module's larger side distribution.
     """
     low, high = SIDE_RANGE if rng.random() < LARGE_FRACTION else SMALL_SIDE_RANGE
     width = max(6, int(round(rng.uniform(low, high) * size)))
@@ -166,3 +171,19 @@ def _shape_mask(rng: np.random.Generator, kind: int, size: int) -> Image.Image:
         draw.rectangle((cx - thickness_x / 2, y1, cx + thickness_x / 2, y2), fill=255)
         draw.rectangle((x1, cy - thickness_y / 2, x2, cy + thickness_y / 2), fill=255)
     return mask
+
+
+def _class_colour(rng: np.random.Generator, kind: int, background_mean: np.ndarray) -> tuple[int, int, int]:
+    """A colour in the class's hue band, MIN_COLOUR_DISTANCE or more from the background mean (else the best of 32)."""
+    best, best_distance = (0, 0, 0), -1.0
+    for _ in range(32):
+        hue = (CLASS_HUES[kind] + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 360.0
+        hsv = np.array([[[hue / 2.0, rng.uniform(*SATURATION_RANGE), rng.uniform(*VALUE_RANGE)]]])
+        colour = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float64)
+        distance = float(np.linalg.norm(colour - background_mean))
+        rgb = (int(colour[0]), int(colour[1]), int(colour[2]))
+        if distance >= MIN_COLOUR_DISTANCE:
+            return rgb
+        if distance > best_distance:
+            best, best_distance = rgb, distance
+    return best
