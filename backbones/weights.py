@@ -42,15 +42,21 @@ class Checkpoint:
         return dict(SOURCE_OPTIONS.get(self.format, {}).get(name, {}))
 
 
+def load_file(path: str | Path, kind: str = "weights") -> Any:
+    """`torch.load(weights_only=True)` with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {error}") from error
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a state dict (or a training checkpoint holding one under "state_dict") with weights_only=True."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {error}") from error
+    obj = load_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
+
+from backbones.weights import load_file
 
 
 def read_model_state(path: str | Path, kind: str) -> dict[str, Tensor]:
     """A state dict from `path` (weights_only); a Lightning checkpoint yields its `model.` entries."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {error}") from error
+    state = load_file(path, f"{kind} weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a Lightning checkpoint
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     if not isinstance(state, dict):

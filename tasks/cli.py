@@ -38,6 +38,18 @@ class TaskCLI(LightningCLI):
             raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
 
 
+def check_checkpoint_matches(module: Any, checkpoint: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """For `on_load_checkpoint`: a checkpoint of another architecture or class count is a named error."""
+    saved = checkpoint.get("hyper_parameters", {})
+    for key in keys:
+        if key in saved and saved[key] != module.hparams[key]:
+            path = getattr(module.trainer, "ckpt_path", None) if module._trainer is not None else None
+            raise ValueError(
+                f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
+                f"{key}={module.hparams[key]!r}; pass the same --{key} or data with the same classes"
+            )
+
+
 def run_cli(
     cli_class: type[TaskCLI], model_class: type, datamodule_class: type, args: Any, trainer_defaults: dict[str, Any]
 ) -> TaskCLI:

@@ -15,7 +15,7 @@ from backbones.builder import normal_init
 from heads.ssdlite import NORM, SSDLite
 from heads.ssdlite_weights import load_detector_weights
 from tasks import optim
-from tasks.cli import TaskCLI, run_cli
+from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
 from tasks.data.detection import DetectionDataModule
 from tasks.detection_outputs import DetectionPredictionWriter
 from tasks.metrics import CocoEvaluator, VocEvaluator, format_table
@@ -196,15 +196,7 @@ class DetectionTask(pl.LightningModule):
         return optim.configure(self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, "cosine")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {})
-        for key in ("backbone", "num_classes", "width", "reduced_tail"):
-            if key in saved and saved[key] != self.hparams[key]:
-                path = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
-                raise ValueError(
-                    f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
-                    f"{key}={self.hparams[key]!r}; pass the same --{'backbone' if key == 'backbone' else key} "
-                    "or data with the same classes"
-                )
+        check_checkpoint_matches(self, checkpoint, ("backbone", "num_classes", "width", "reduced_tail"))
 
 
 class DetectCLI(TaskCLI):

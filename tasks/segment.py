@@ -18,7 +18,7 @@ from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel, load_segmenter_weights
 from tasks import optim
-from tasks.cli import TaskCLI, run_cli
+from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
 from tasks.data.segmentation import IGNORE_INDEX, SegmentationDataModule
 from tasks.metrics.segmentation import format_iou_table, segmentation_scores
 from tasks.segmentation_outputs import SegmentationPredictionWriter
@@ -166,14 +166,7 @@ class SegmentationTask(pl.LightningModule):
         return optim.configure(self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, "poly")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {})
-        for key in ("backbone", "head", "num_classes", "width"):
-            if key in saved and saved[key] != self.hparams[key]:
-                path = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
-                raise ValueError(
-                    f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
-                    f"{key}={self.hparams[key]!r}"
-                )
+        check_checkpoint_matches(self, checkpoint, ("backbone", "head", "num_classes", "width"))
 
 
 class SegmentCLI(TaskCLI):
