@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tasks.data.coco import CocoDetection, class_names_of, coco_annotation_file, read_coco_categories
 from tasks.data.images import AnnotatedImages, PredictImages
+from tasks.data.loading import check_source, make_loader
 from tasks.data.synthetic import ensure_synthetic_detection
 from tasks.data.transforms import AUGMENTS, Augment, DetectionTransform
 from tasks.data.voc import VOC_CLASS_NAMES, VocDetection
@@ -69,17 +70,7 @@ class DetectionDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        if format not in FORMATS:
-            raise ValueError(f"format={format!r} is not supported; valid formats: {list(FORMATS)}")
-        if format == "synthetic" and root is not None:
-            raise ValueError(f"format='synthetic' generates its own data and takes no root (got root={root!r})")
-        if format == "synthetic" and (train_split, val_split, test_split or val_split) != ("train", "val", "val"):
-            raise ValueError(
-                "format='synthetic' has the splits 'train' and 'val' only; got "
-                f"train_split={train_split!r}, val_split={val_split!r}, test_split={test_split!r}"
-            )
-        if format != "synthetic" and root is None:
-            raise ValueError(f"format={format!r} needs root=<dataset folder>")
+        check_source(format, FORMATS, root, train_split, val_split, test_split)
         if augment not in AUGMENTS:
             raise ValueError(f"augment={augment!r} is not supported; valid values: {list(AUGMENTS)}")
         for name, value in (("image_size", image_size), ("batch_size", batch_size)):
@@ -188,19 +179,7 @@ class DetectionDataModule(pl.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset | None, name: str, train: bool = False) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            # A training set smaller than one batch still yields that one batch instead of none.
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=collate_detection,
-        )
+        return make_loader(dataset, name, self.batch_size, self.num_workers, collate_detection, train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train_dataset", train=True)

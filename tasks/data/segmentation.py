@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.data.loading import check_source, make_loader
 from tasks.data.segmentation_datasets import (
     CocoSegmentation,
     SegmentationDataset,
@@ -107,17 +108,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
-        if format not in SEGMENTATION_FORMATS:
-            raise ValueError(f"format={format!r} is not supported; valid formats: {list(SEGMENTATION_FORMATS)}")
-        if format == "synthetic" and root is not None:
-            raise ValueError(f"format='synthetic' generates its own data and takes no root (got root={root!r})")
-        if format == "synthetic" and (train_split, val_split, test_split or val_split) != ("train", "val", "val"):
-            raise ValueError(
-                "format='synthetic' has the splits 'train' and 'val' only; got "
-                f"train_split={train_split!r}, val_split={val_split!r}, test_split={test_split!r}"
-            )
-        if format != "synthetic" and root is None:
-            raise ValueError(f"format={format!r} needs root=<dataset folder>")
+        check_source(format, SEGMENTATION_FORMATS, root, train_split, val_split, test_split)
         if extra_train_split is not None and format != "voc":
             raise ValueError(f"extra_train_split is for format='voc' only (got format={format!r})")
         for name, value in (
@@ -239,19 +230,7 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, train: bool = False) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train,
-            # A training set smaller than one batch still yields that one batch instead of none.
-            drop_last=train and len(dataset) > batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=collate_segmentation,
-        )
+        return make_loader(dataset, name, batch_size, self.num_workers, collate_segmentation, train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train_dataset", self.batch_size, train=True)

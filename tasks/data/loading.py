@@ -1,0 +1,43 @@
+"""Plumbing shared by the data modules: checking the data source arguments and building loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def check_source(
+    format: str, formats: Sequence[str], root: str | None, train_split: str, val_split: str, test_split: str | None
+) -> None:
+    """Errors that name the argument: unknown format, a root for synthetic data or none for real data."""
+    if format not in formats:
+        raise ValueError(f"format={format!r} is not supported; valid formats: {list(formats)}")
+    if format == "synthetic" and root is not None:
+        raise ValueError(f"format='synthetic' generates its own data and takes no root (got root={root!r})")
+    if format == "synthetic" and (train_split, val_split, test_split or val_split) != ("train", "val", "val"):
+        raise ValueError(
+            "format='synthetic' has the splits 'train' and 'val' only; got "
+            f"train_split={train_split!r}, val_split={val_split!r}, test_split={test_split!r}"
+        )
+    if format != "synthetic" and root is None:
+        raise ValueError(f"format={format!r} needs root=<dataset folder>")
+
+
+def make_loader(
+    dataset: Dataset | None, name: str, batch_size: int, num_workers: int, collate: Callable, train: bool = False
+) -> DataLoader:
+    if dataset is None:
+        raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        # A training set smaller than one batch still yields that one batch instead of none.
+        drop_last=train and len(dataset) > batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        collate_fn=collate,
+    )
