@@ -136,7 +136,7 @@ def draw_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tu
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(len(SHAPE_NAMES)))
         for _ in range(PLACEMENT_TRIES):
-            mask_image = _shape_mask(rng, kind, size)
+            mask_image = shape_mask(rng, kind, size, _object_side(rng, size))
             mask = np.asarray(mask_image, dtype=bool)
             if mask.sum() < 16:
                 continue
@@ -199,9 +199,8 @@ def _object_side(rng: np.random.Generator, size: int) -> int:
     return max(6, int(round(fraction * size)))
 
 
-def _shape_mask(rng: np.random.Generator, kind: int, size: int) -> Image.Image:
-    """A binary "L" mask of one shape of `kind` at a random place (the shape may run off the border)."""
-    side = _object_side(rng, size)
+def shape_mask(rng: np.random.Generator, kind: int, size: int, side: int) -> Image.Image:
+    """A binary "L" mask of one shape of `kind` and `side` at a random place (it may run off the border by 1/4)."""
     width = side
     height = side if kind in (0, 1) else int(round(side * rng.uniform(0.8, 1.25)))
     x1 = int(rng.integers(-width // 4, size - width + width // 4 + 1))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm import tqdm
 
 from tasks.data.coco import BACKGROUND
@@ -33,6 +33,7 @@ from tasks.data.synthetic import (
     SPLITS,
     _background,
     default_cache_dir,
+    shape_mask,
 )
 
 SEGMENTATION_CLASS_NAMES: tuple[str, ...] = (BACKGROUND, *SHAPE_NAMES)
@@ -112,7 +113,7 @@ def draw_segmentation_scene(rng: np.random.Generator, size: int) -> tuple[np.nda
     for _ in range(int(rng.integers(1, 5))):
         kind = int(rng.integers(len(SHAPE_NAMES)))
         for _ in range(PLACEMENT_TRIES):
-            mask_image = _shape_mask(rng, kind, size)
+            mask_image = shape_mask(rng, kind, size, _object_side(rng, size))
             shape = np.asarray(mask_image, dtype=bool)
             if shape.sum() < 16:
                 continue
@@ -141,36 +142,10 @@ def object_borders(owner: np.ndarray, window: int = BORDER_WINDOW) -> np.ndarray
     return cv2.dilate(ids, kernel) != cv2.erode(ids, kernel)
 
 
-def _shape_mask(rng: np.random.Generator, kind: int, size: int) -> Image.Image:
-    """A binary "L" mask of one shape of `kind` at a random place (the shape may run off the border by 1/4).
-
-    The detection generator's shapes, drawn the same way, with this module's larger side distribution.
-    """
+def _object_side(rng: np.random.Generator, size: int) -> int:
+    """This module's side distribution: larger objects than the detection data's."""
     low, high = SIDE_RANGE if rng.random() < LARGE_FRACTION else SMALL_SIDE_RANGE
-    width = max(6, int(round(rng.uniform(low, high) * size)))
-    height = width if kind in (0, 1) else int(round(width * rng.uniform(0.8, 1.25)))
-    x1 = int(rng.integers(-width // 4, size - width + width // 4 + 1))
-    y1 = int(rng.integers(-height // 4, size - height + height // 4 + 1))
-    x2, y2 = x1 + width - 1, y1 + height - 1
-    mask = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(mask)
-    if kind == 0:
-        draw.ellipse((x1, y1, x2, y2), fill=255)
-    elif kind == 1:
-        draw.rectangle((x1, y1, x2, y2), fill=255)
-    elif kind == 2:
-        if rng.random() < 0.5:
-            points = [((x1 + x2) / 2, y1), (x2, y2), (x1, y2)]
-        else:
-            points = [(x1, y1), (x2, y1), ((x1 + x2) / 2, y2)]
-        draw.polygon(points, fill=255)
-    else:
-        thickness_x = max(2, int(width * rng.uniform(0.25, 0.4)))
-        thickness_y = max(2, int(height * rng.uniform(0.25, 0.4)))
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        draw.rectangle((cx - thickness_x / 2, y1, cx + thickness_x / 2, y2), fill=255)
-        draw.rectangle((x1, cy - thickness_y / 2, x2, cy + thickness_y / 2), fill=255)
-    return mask
+    return max(6, int(round(rng.uniform(low, high) * size)))
 
 
 def _class_colour(rng: np.random.Generator, kind: int, background_mean: np.ndarray) -> tuple[int, int, int]:
