@@ -38,7 +38,7 @@ from tasks.data.synthetic import (
 
 SEGMENTATION_CLASS_NAMES: tuple[str, ...] = (BACKGROUND, *SHAPE_NAMES)
 # Bump when the drawing changes, so that caches of the old content are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Window of the boundary test: a pixel is border when its 3x3 neighbourhood holds two owners -> a 2 px band.
 BORDER_WINDOW = 3
 # Object extent as a fraction of the image side: LARGE_FRACTION of the objects are medium/large, the rest small.
