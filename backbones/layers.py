@@ -44,7 +44,8 @@ class ConvNormAct(nn.Sequential):
 
     In inference (eval mode, no autograd) the norm is folded into the convolution: one pass over the
     feature map instead of two. The folded weights are cached and rebuilt whenever a parameter or statistic
-    changes (its version counter or storage moves), so training, loading and `.to()` stay correct.
+    changes (its version counter or storage moves) and on every `train()`/`eval()` switch, so training, loading,
+    `.to()` and weight swaps stay correct.
     """
 
     def __init__(
@@ -91,6 +92,12 @@ class ConvNormAct(nn.Sequential):
         weight, bias = self._folded_weights()
         x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
         return self.act(x) if "act" in self._modules else x
+
+    def train(self, mode: bool = True) -> ConvNormAct:
+        # Writes through `.data` (Lightning's weight averaging swaps weights that way) leave version counters
+        # unchanged; every mode switch therefore rebuilds the cache, as such swaps come with one.
+        self._folded_key, self._folded = None, None
+        return super().train(mode)
 
     def __getstate__(self) -> dict:
         # copies and pickles (EMA, spawn, torch.save of a module) rebuild the cache instead of carrying it

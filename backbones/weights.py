@@ -6,6 +6,7 @@ map serves every width and variant; loading is strict and names missing and unex
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from backbones.builder import MobileNetBackbone
 from backbones.layers import ConvNormAct
 
+logger = logging.getLogger(__name__)
 FORMATS = ("torchvision", "timm", "mobilenet_suite")
 
 # Settings a source needs for exact parity, applied as spec options (our defaults follow torchvision).
@@ -30,6 +32,8 @@ SOURCE_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
 
 _BLOCK_PARTS = ("expand", "depthwise", "squeeze_excite", "project")
 _STEM_WEIGHT = "backbone.stem.conv.weight"
+_CLASSIFIER = "head.fc."
+LIGHTNING_PREFIX = "model."  # where the tasks' LightningModules keep their network
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     obj = load_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
+        if any(k.startswith(LIGHTNING_PREFIX) for k in obj):  # a task checkpoint: its `model.` entries
+            obj = {k.removeprefix(LIGHTNING_PREFIX): v for k, v in obj.items() if k.startswith(LIGHTNING_PREFIX)}
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
     state_dict = dict(obj)
@@ -79,13 +85,17 @@ def detect_format(state_dict: dict[str, Tensor], path: Path | str = "<state dict
 
 
 def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
-    """Load `checkpoint` into a MobileNetBackbone (head weights ignored) or a MobileNetClassifier, strictly."""
+    """Load `checkpoint` into a MobileNetBackbone (head weights ignored) or a MobileNetClassifier, strictly.
+
+    The one exception, as timm does for fine-tuning: a classifier whose final layer has another class count
+    than the checkpoint's keeps its freshly initialised final layer, and a warning says so.
+    """
     backbone_only = isinstance(model, MobileNetBackbone)
     backbone = model if backbone_only else model.backbone
     source = _source_state(checkpoint)
     leaf_map = _leaf_map(checkpoint.format, backbone)
     prefix = "backbone." if backbone_only else ""
-    state, used, missing, mismatched = {}, set(), [], []
+    state, used, missing, mismatched, replaced = {}, set(), [], [], []
     for key, target in model.state_dict().items():
         leaf, param = (prefix + key).rsplit(".", 1)
         theirs = f"{leaf_map.get(leaf, leaf)}.{param}"
@@ -94,7 +104,9 @@ def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
             continue
         used.add(theirs)
         tensor = _fit(source[theirs], target, prefix + key)
-        if tensor is None:
+        if tensor is None and key.startswith(_CLASSIFIER) and not backbone_only:
+            replaced.append(f"{theirs} {tuple(source[theirs].shape)} -> {key} {tuple(target.shape)}")
+        elif tensor is None:
             mismatched.append(f"{theirs}: {tuple(source[theirs].shape)} vs ours {tuple(target.shape)}")
         else:
             state[key] = tensor
@@ -107,7 +119,14 @@ def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
             f"at width {backbone.width}:\n  missing keys{_listing(missing)}\n  unexpected keys{_listing(unexpected)}\n"
             f"  shape mismatches{_listing(mismatched)}"
         )
-    model.load_state_dict(state, strict=True)
+    if replaced:
+        logger.warning(
+            "%s: the final layer has another class count than this model's; it is replaced by a new, randomly "
+            "initialised one (%s)",
+            checkpoint.path,
+            "; ".join(replaced),
+        )
+    model.load_state_dict(state, strict=not replaced)
 
 
 def _listing(items: list[str], shown: int = 12) -> str:

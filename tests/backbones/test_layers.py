@@ -71,3 +71,16 @@ def test_training_forward_invalidates_the_folded_cache():
     plain, _ = plain_and_folded(layer, x)
     assert not torch.allclose(before, after)
     assert torch.allclose(after, plain, atol=1e-5)
+
+
+def test_mode_switch_rebuilds_the_cache_after_writes_through_data():
+    """Lightning's weight averaging swaps weights via `.data.copy_`, which leaves version counters unchanged."""
+    layer = randomize_norms(ConvNormAct(4, 4, 1)).eval()
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        layer(x)
+        layer.conv.weight.data.copy_(torch.randn_like(layer.conv.weight))
+        layer.train().eval()  # the swap comes with a mode switch
+        after = layer(x)
+    plain, _ = plain_and_folded(layer, x)
+    assert torch.allclose(after, plain, atol=1e-5)

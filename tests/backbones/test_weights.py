@@ -5,6 +5,7 @@ import timm
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 from backbones import create_backbone, create_classifier
 from tests.conftest import randomize_norms, save_state_dict
@@ -160,11 +161,30 @@ def test_mismatched_checkpoint_names_missing_and_unexpected_keys(tmp_path):
     assert "'features.2.block.0.0.weight: (72, 16, 1, 1) vs ours (64, 16, 1, 1)'" in message
 
 
-def test_class_count_mismatch_is_named(tmp_path):
-    path = save_state_dict(torchvision.models.mobilenet_v2(num_classes=10), tmp_path / "ten.pth")
-    with pytest.raises(RuntimeError, match=r"classifier.1.weight: \(10, 1280\) vs ours \(1000, 1280\)"):
-        create_classifier("v2", weights=path)
+def test_another_class_count_keeps_everything_but_a_new_final_layer(tmp_path, caplog):
+    reference = randomize_norms(torchvision.models.mobilenet_v2(num_classes=10))
+    path = save_state_dict(reference, tmp_path / "ten.pth")
+    with caplog.at_level("WARNING", logger="backbones.weights"):
+        ours = create_classifier("v2", num_classes=3, weights=path).eval()
+    assert "ten.pth: the final layer has another class count" in caplog.text
+    assert "classifier.1.weight (10, 1280) -> head.fc.weight (3, 1280)" in caplog.text
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # everything before the final layer is the checkpoint's
+        expected = torch.flatten(F.adaptive_avg_pool2d(reference.features(x), 1), 1)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(ours.head.conv(ours.backbone(x)[-1]), 1), 1)
+    assert max_abs_diff(pooled, expected) <= TOLERANCE
+    assert ours.head.fc.weight.shape == (3, 1280)
     assert create_backbone("v2", weights=path)  # the backbone ignores the head
+
+
+def test_a_task_checkpoint_is_read_through_its_model_entries(tmp_path):
+    ours = randomize_norms(create_classifier("v3_small", num_classes=5))
+    state = {f"model.{k}": v for k, v in ours.state_dict().items()}
+    torch.save({"state_dict": {**state, "top1.total": torch.tensor(3)}, "epoch": 2}, tmp_path / "task.ckpt")
+    again = create_classifier("v3_small", num_classes=5, weights=tmp_path / "task.ckpt").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(again(x), ours.eval()(x))
 
 
 def test_torchvision_has_no_v1(tmp_path):
