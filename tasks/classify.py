@@ -15,10 +15,12 @@ from torchvision.transforms import v2
 from backbones import create_classifier
 from backbones.builder import normal_init
 from backbones.classifier import MobileNetClassifier
+from deploy.cli import export_main, is_export
 from tasks import optim
 from tasks.classification_outputs import TOP_K, ClassificationPredictionWriter
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
 from tasks.data.classification import ClassificationDataModule
+from tasks.numerics import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
 NORM_MOMENTUM = 0.1  # running averages that keep up with a short schedule (torchvision's V3 uses 0.01)
@@ -171,7 +173,10 @@ class ClassificationTask(pl.LightningModule):
         ]
 
     def configure_callbacks(self) -> list[Callback]:
-        callbacks: list[Callback] = [ClassificationPredictionWriter(self.predict_dir, self.class_names)]
+        callbacks: list[Callback] = [
+            ClassificationPredictionWriter(self.predict_dir, self.class_names),
+            StopOnNonFiniteLoss(),
+        ]
         if self.hparams.ema_decay is not None:
             callbacks.append(EMAWeightAveraging(decay=self.hparams.ema_decay))
         return callbacks
@@ -205,7 +210,9 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def main(args: Any = None):
-    """`python -m tasks.classify {fit,validate,test,predict}`; `args` lets tests drive it in-process."""
+    """`python -m tasks.classify {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
+    if is_export(args):
+        return export_main("classify", args)
     return run_cli(ClassifyCLI, ClassificationTask, ClassificationDataModule, args, trainer_defaults())
 
 

@@ -12,13 +12,16 @@ from torch import Tensor, nn
 
 from backbones import create_backbone
 from backbones.builder import normal_init
+from deploy.cli import export_main, is_export
 from heads.ssdlite import NORM, SSDLite
 from heads.ssdlite_weights import load_detector_weights
 from tasks import optim
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
 from tasks.data.detection import DetectionDataModule
 from tasks.detection_outputs import DetectionPredictionWriter
+from tasks.distributed import gather_objects
 from tasks.metrics import CocoEvaluator, VocEvaluator, format_table
+from tasks.numerics import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
 DEFAULT_IMAGE_SIZE = 320
@@ -112,6 +115,7 @@ class DetectionTask(pl.LightningModule):
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
         self._evaluators: dict[str, Any] = {}
+        self._collected: list[tuple[int, dict[str, Tensor]]] = []
 
     def forward(self, images: Tensor) -> list[dict[str, Tensor]]:
         return self.model(images)
@@ -154,6 +158,7 @@ class DetectionTask(pl.LightningModule):
             log.warning("%s: %d unreadable images skipped so far (see the warnings naming them)", split, skipped)
 
     def _start_evaluation(self, dataset: Any) -> None:
+        self._collected = []
         self._evaluators = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
         voc_ground_truth = getattr(dataset, "voc_ground_truth", None)
         if callable(voc_ground_truth) and voc_ground_truth() is not None:
@@ -164,14 +169,17 @@ class DetectionTask(pl.LightningModule):
         detections = to_original_coordinates(
             self.model(images), [t["scale"] for t in targets], [t["orig_size"] for t in targets]
         )
-        detections = [{k: v.cpu() for k, v in d.items()} for d in detections]
-        image_ids = [int(t["image_id"]) for t in targets]
-        for evaluator in self._evaluators.values():
-            evaluator.update(image_ids, detections)
+        for target, detection in zip(targets, detections, strict=True):
+            self._collected.append((int(target["image_id"]), {k: v.cpu() for k, v in detection.items()}))
 
     def _finish_evaluation(self, prefix: str) -> None:
         dataset = self.trainer.datamodule.val_dataset if prefix == "val" else self.trainer.datamodule.test_dataset
         self._report_skips(dataset, prefix)
+        # every rank's detections, in image-id order: the same input to the evaluators as in one process
+        collected = sorted(gather_objects(self._collected), key=lambda item: item[0])
+        self._collected = []
+        for evaluator in self._evaluators.values():
+            evaluator.update([image_id for image_id, _ in collected], [detection for _, detection in collected])
         metrics: dict[str, float] = {}
         for evaluator in self._evaluators.values():
             metrics |= evaluator.compute()
@@ -189,7 +197,10 @@ class DetectionTask(pl.LightningModule):
         ]
 
     def configure_callbacks(self) -> list[Callback]:
-        return [DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold)]
+        return [
+            DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold),
+            StopOnNonFiniteLoss(),
+        ]
 
     def configure_optimizers(self):
         h = self.hparams
@@ -216,7 +227,9 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def main(args: Any = None):
-    """`python -m tasks.detect {fit,validate,test,predict}`; `args` lets tests drive it in-process."""
+    """`python -m tasks.detect {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
+    if is_export(args):
+        return export_main("detect", args)
     return run_cli(DetectCLI, DetectionTask, DetectionDataModule, args, trainer_defaults())
 
 

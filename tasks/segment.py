@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from backbones import create_backbone
 from backbones.builder import normal_init
+from deploy.cli import export_main, is_export
 from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel, load_segmenter_weights
@@ -21,6 +22,7 @@ from tasks import optim
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
 from tasks.data.segmentation import IGNORE_INDEX, SegmentationDataModule
 from tasks.metrics.segmentation import format_iou_table, segmentation_scores
+from tasks.numerics import StopOnNonFiniteLoss
 from tasks.segmentation_outputs import SegmentationPredictionWriter
 
 log = logging.getLogger(__name__)
@@ -159,7 +161,7 @@ class SegmentationTask(pl.LightningModule):
         ]
 
     def configure_callbacks(self) -> list[Callback]:
-        return [SegmentationPredictionWriter(self.predict_dir, self.class_names)]
+        return [SegmentationPredictionWriter(self.predict_dir, self.class_names), StopOnNonFiniteLoss()]
 
     def configure_optimizers(self):
         h = self.hparams
@@ -185,7 +187,9 @@ def trainer_defaults() -> dict[str, Any]:
 
 
 def main(args: Any = None):
-    """`python -m tasks.segment {fit,validate,test,predict}`; `args` lets tests drive it in-process."""
+    """`python -m tasks.segment {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
+    if is_export(args):
+        return export_main("segment", args)
     return run_cli(SegmentCLI, SegmentationTask, SegmentationDataModule, args, trainer_defaults())
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.distributed import evaluation_sampler
+
 
 def check_source(
     format: str, formats: Sequence[str], root: str | None, train_split: str, val_split: str, test_split: str | None
@@ -30,10 +32,12 @@ def make_loader(
 ) -> DataLoader:
     if dataset is None:
         raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
+    sampler = None if train else evaluation_sampler(dataset)  # unpadded shards under torch.distributed
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=train,
+        sampler=sampler,
         # A training set smaller than one batch still yields that one batch instead of none.
         drop_last=train and len(dataset) > batch_size,
         num_workers=num_workers,
