@@ -33,10 +33,57 @@ def coco_annotation_file(root: str | Path, split: str) -> Path:
     return path
 
 
+def read_coco_json(annotation_file: str | Path) -> dict[str, Any]:
+    """The annotation file's JSON object; ValueError naming the file when it is empty, truncated or not an object."""
+    try:
+        with open(annotation_file) as handle:
+            document = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"COCO annotation file {annotation_file} is not valid JSON (empty or truncated?): {error}"
+        ) from error
+    if not isinstance(document, dict):
+        raise ValueError(
+            f"COCO annotation file {annotation_file} holds a JSON {type(document).__name__}, not an object with "
+            "'images', 'annotations' and 'categories'"
+        )
+    return document
+
+
+def load_coco(annotation_file: str | Path) -> COCO:
+    """pycocotools' index of the annotation file (as `COCO(path)`, with read_coco_json's errors, silently)."""
+    coco = COCO()
+    coco.dataset = read_coco_json(annotation_file)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco.createIndex()
+    return coco
+
+
+def check_coco_references(coco: COCO, annotation_file: str | Path) -> None:
+    """ValueError naming the file and the annotation or image id when an annotation refers to an image or a
+    category the file does not list, or an image lacks its `file_name`, `width` or `height`."""
+    category_ids = sorted(c["id"] for c in coco.dataset.get("categories") or [])
+    known = set(category_ids)
+    for annotation in coco.dataset.get("annotations", []):
+        if annotation.get("category_id") not in known:
+            raise ValueError(
+                f"{annotation_file}: annotation {annotation.get('id')} has category_id "
+                f"{annotation.get('category_id')}, which is not among its categories {category_ids}"
+            )
+        if annotation.get("image_id") not in coco.imgs:
+            raise ValueError(
+                f"{annotation_file}: annotation {annotation.get('id')} refers to image_id "
+                f"{annotation.get('image_id')}, which is not among its images"
+            )
+    for image_id, info in coco.imgs.items():
+        missing = [key for key in ("file_name", "width", "height") if key not in info]
+        if missing:
+            raise ValueError(f"{annotation_file}: image {image_id} has no {', '.join(repr(k) for k in missing)}")
+
+
 def read_coco_categories(annotation_file: str | Path) -> list[dict[str, Any]]:
     """The file's categories sorted by id (the order of labels 1..K); at least one is required."""
-    with open(annotation_file) as handle:
-        categories = json.load(handle).get("categories") or []
+    categories = read_coco_json(annotation_file).get("categories") or []
     if not categories:
         raise ValueError(f"{annotation_file} has no 'categories'; at least one is required")
     return sorted(categories, key=lambda c: c["id"])
@@ -51,15 +98,18 @@ class CocoDetection(AnnotatedImages):
     """One split of a COCO-format dataset (see the module docstring); `transform` is a DetectionTransform.
 
     `dropped_boxes` counts the non-crowd boxes under 1 px wide or high after clipping to their image (a warning
-    with the count is logged once).
+    with the count is logged once). An empty or invalid annotation file, an annotation whose category_id or
+    image_id the file does not list, or an image without width/height is a ValueError naming the file (and the
+    id) at construction; a missing or unreadable image
+    is skipped when read and counted in `skipped_images`; an image whose size differs from its `width`/`height`
+    raises ImageSizeMismatchError when read.
     """
 
     def __init__(self, root: str | Path, split: str, transform: Any) -> None:
         self.root = Path(root)
         self.split = split
         self.annotation_file = coco_annotation_file(root, split)
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-            self.coco_gt = COCO(str(self.annotation_file))
+        self.coco_gt = load_coco(self.annotation_file)
         categories = sorted(self.coco_gt.dataset.get("categories") or [], key=lambda c: c["id"])
         if not categories:
             raise ValueError(f"{self.annotation_file} has no 'categories'; at least one is required")
@@ -96,17 +146,7 @@ class CocoDetection(AnnotatedImages):
 
     def _records(self, category_to_label: dict[int, int]) -> list[DetectionRecord]:
         coco = self.coco_gt
-        for annotation in coco.dataset.get("annotations", []):
-            if annotation["category_id"] not in category_to_label:
-                raise ValueError(
-                    f"{self.annotation_file}: annotation {annotation.get('id')} has category_id "
-                    f"{annotation['category_id']}, which is not among its categories {sorted(category_to_label)}"
-                )
-            if annotation["image_id"] not in coco.imgs:
-                raise ValueError(
-                    f"{self.annotation_file}: annotation {annotation.get('id')} refers to image_id "
-                    f"{annotation['image_id']}, which is not among its images"
-                )
+        check_coco_references(coco, self.annotation_file)
         image_ids = sorted(coco.imgs)
         folder = self._image_folder(coco.imgs[image_ids[0]]["file_name"] if image_ids else None)
         records = []
@@ -129,6 +169,7 @@ class CocoDetection(AnnotatedImages):
                     boxes=boxes[valid],
                     labels=labels[valid],
                     ignore=crowd[valid],
+                    source=f"{self.annotation_file} (image id {image_id})",
                 )
             )
         return records

@@ -90,7 +90,8 @@ def read_labels_file(path: str | Path, class_to_index: Mapping[str, int]) -> dic
     """`filename,class` lines -> {filename: (label, line number)}.
 
     Blank lines are skipped; the first non-blank line may be the header `filename,class`. A malformed line, an
-    unknown class or a file named twice with different classes is a ValueError naming the file and line.
+    unknown class or a file named twice with different classes is a ValueError naming the file and line; a file
+    without any label line is a ValueError naming it.
     """
     path = Path(path)
     if not path.is_file():
@@ -120,6 +121,8 @@ def read_labels_file(path: str | Path, class_to_index: Mapping[str, int]) -> dic
                 f"{path}:{number}: {name} is labelled again with another class (first at line {labels[name][1]})"
             )
         labels[name] = (label, number)
+    if not labels:
+        raise ValueError(f"labels file {path} has no 'filename,class' lines (it is empty or holds only the header)")
     return labels
 
 

@@ -27,22 +27,45 @@ logger = logging.getLogger(__name__)
 
 SKIP_COUNTER_SLOTS = 256
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # PIL modes of 16-bit grayscale (PNG, TIFF)
 
 
 class UnreadableImageError(OSError):
     """An image file that is missing, truncated or not an image."""
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode `path` to an RGB uint8 array [H, W, 3], EXIF orientation applied.
+class ImageSizeMismatchError(ValueError):
+    """An image whose decoded size (EXIF orientation applied) differs from the size its annotation gives."""
 
-    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images all come back as 8-bit RGB.
+
+def size_mismatch_message(path: str | Path, image_shape: Sequence[int], width: int, height: int, source: str) -> str:
+    """The error text for an image of `image_shape` (H, W, ...) that `source` says is width x height."""
+    message = (
+        f"image {path} is {image_shape[1]}x{image_shape[0]} (WxH, EXIF orientation applied) but {source} says "
+        f"{width}x{height}; its annotations would not line up"
+    )
+    if (image_shape[1], image_shape[0]) == (height, width) and width != height:
+        message += (
+            " (sides swapped: is the file EXIF-rotated and the annotation in its stored frame? Sizes and boxes "
+            "must be in the displayed frame, as annotation tools show the image)"
+        )
+    return message
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode `path` to an RGB uint8 array [H, W, 3], EXIF orientation applied (the frame annotation tools show).
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images all come back as 8-bit RGB. 16-bit values v
+    become v >> 8, for grayscale as Pillow itself does for 16-bit RGB, so one 16-bit value maps to one 8-bit
+    value in every image; 32-bit integer and float images (range unknown) are scaled by their own maximum.
     """
     try:
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened)
-            if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                # High-bit-depth grayscale: PIL's convert("RGB") saturates, so rescale to 8 bits first.
+            if image.mode in SIXTEEN_BIT_MODES:
+                # PIL's convert("RGB") saturates 16-bit values instead of scaling them.
+                image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
+            elif image.mode in ("I", "F"):
                 values = np.asarray(image, dtype=np.float32)
                 peak = max(float(values.max()), 1.0)
                 image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8))
@@ -143,7 +166,9 @@ class SkippingDataset(Dataset):
 class DetectionRecord:
     """One annotated image. Boxes are x1, y1, x2, y2 in original pixels, already clipped and cleaned.
 
-    `ignore` flags boxes that are not trained on and that evaluation ignores (COCO `iscrowd`, VOC `difficult`).
+    `width` and `height` are the annotation's, in the displayed frame (EXIF orientation applied); the decoded
+    image must have that size. `ignore` flags boxes that are not trained on and that evaluation ignores (COCO
+    `iscrowd`, VOC `difficult`). `source` names the annotation in error messages.
     """
 
     image_id: int
@@ -153,6 +178,7 @@ class DetectionRecord:
     boxes: np.ndarray  # float32 [N, 4]
     labels: np.ndarray  # int64 [N], 1..K
     ignore: np.ndarray  # bool [N]
+    source: str = "its annotation"
 
 
 class AnnotatedImages(SkippingDataset):
@@ -160,6 +186,8 @@ class AnnotatedImages(SkippingDataset):
 
     target: `boxes` float32 [N, 4] in input pixels, `labels` int64 [N] in 1..K (ignored boxes left out),
     `image_id` int, `orig_size` int64 [2] = (H, W), `scale` float32 [2] = (sx, sy), original = input * scale.
+    An image whose decoded size differs from its record's raises ImageSizeMismatchError (not a skip): its boxes
+    were clipped to the record's size, and `scale` maps back to the decoded one.
     """
 
     def __init__(
@@ -186,6 +214,10 @@ class AnnotatedImages(SkippingDataset):
     def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         record = self.records[index]
         image = load_rgb(record.path)
+        if image.shape[:2] != (record.height, record.width):
+            raise ImageSizeMismatchError(
+                size_mismatch_message(record.path, image.shape, record.width, record.height, record.source)
+            )
         keep = ~record.ignore
         tensor, boxes, labels, scale = self.transform(image, record.boxes[keep], record.labels[keep])
         height, width = image.shape[:2]

@@ -12,8 +12,6 @@ caller must report the count: an evaluation with skips is computed partly on sub
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,10 +21,15 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 
-from tasks.data.coco import coco_annotation_file
-from tasks.data.images import PredictImages, SkippingDataset, UnreadableImageError, load_rgb
+from tasks.data.coco import check_coco_references, coco_annotation_file, load_coco
+from tasks.data.images import (
+    PredictImages,
+    SkippingDataset,
+    UnreadableImageError,
+    load_rgb,
+    size_mismatch_message,
+)
 from tasks.data.segmentation_transforms import IGNORE_INDEX
 from tasks.data.voc import VOC_CLASS_NAMES
 
@@ -319,7 +322,10 @@ class CocoSegmentation(SegmentationDataset):
 
     With `remove_images_without_annotations` (training), images whose VOC-category annotations cover
     `min_annotated_area` pixels or less (by their `area`) are left out, as the reference does; the number is in
-    `removed_images` and logged. Evaluation keeps every image.
+    `removed_images` and logged. Evaluation keeps every image. An empty or invalid annotation file, an
+    annotation whose category_id or image_id the file does not list, or an image without width/height is a
+    ValueError naming the file (and the id) at construction, whatever `skip_bad_samples`; an image whose size
+    differs from its `width`/`height` is a bad sample (InvalidMaskError).
     """
 
     def __init__(
@@ -335,8 +341,8 @@ class CocoSegmentation(SegmentationDataset):
         self.root = Path(root)
         self.split = split
         self.annotation_file = coco_annotation_file(root, split)
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-            self.coco = COCO(str(self.annotation_file))
+        self.coco = load_coco(self.annotation_file)
+        check_coco_references(self.coco, self.annotation_file)
         self.category_to_label = {cid: label for label, cid in enumerate(COCO_VOC_CATEGORY_IDS) if label > 0}
         image_ids = sorted(self.coco.imgs)
         self.removed_images = 0
@@ -372,10 +378,7 @@ class CocoSegmentation(SegmentationDataset):
         height, width = int(info["height"]), int(info["width"])
         source = f"{self.annotation_file} (image id {image_id})"
         if image.shape[:2] != (height, width):
-            raise InvalidMaskError(
-                f"image {path} is {image.shape[1]}x{image.shape[0]} (WxH) but {source} says {width}x{height}; "
-                "its annotations would not line up"
-            )
+            raise InvalidMaskError(size_mismatch_message(path, image.shape, width, height, source))
         mask = coco_semantic_mask(self._voc_annotations(image_id), height, width, self.category_to_label, source)
         return image, mask
 

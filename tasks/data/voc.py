@@ -117,7 +117,10 @@ class VocDetection(AnnotatedImages):
     """One (possibly "+"-joined) split of a VOC dataset; `transform` is a DetectionTransform.
 
     `dropped_boxes` counts boxes under 1 px wide or high after clipping (one warning with the count).
-    `coco_gt` is built in memory on first use, with difficult objects as `iscrowd: 1`.
+    `coco_gt` is built in memory on first use, with difficult objects as `iscrowd: 1`. A missing, empty or
+    malformed XML, or an unknown class name, is an error naming the XML; a missing or unreadable image is skipped
+    when read and counted in `skipped_images` (unless its XML lacks <size>: then its size is read at
+    construction, and an unreadable image is an UnreadableImageError there).
     """
 
     def __init__(self, root: str | Path, split: str, transform: Any) -> None:
@@ -146,11 +149,14 @@ class VocDetection(AnnotatedImages):
         width, height, boxes, labels, difficult = parse_voc_xml(xml)
         path = year_folder / "JPEGImages" / f"{stem}.jpg"
         if width is None or height is None:
-            # An XML without <size> (rare): read the image itself.
+            # An XML without <size> (rare): read the image itself (EXIF orientation applied, as the boxes'
+            # frame); an unreadable image is then an UnreadableImageError here, naming it.
             height, width = load_rgb(path).shape[:2]
         clipped, valid = clip_and_drop_small(boxes, height, width)
         self.dropped_boxes += int((~valid).sum())
-        return DetectionRecord(image_id, path, width, height, clipped[valid], labels[valid], difficult[valid])
+        return DetectionRecord(
+            image_id, path, width, height, clipped[valid], labels[valid], difficult[valid], source=str(xml)
+        )
 
     @property
     def coco_gt(self) -> COCO:
