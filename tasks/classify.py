@@ -7,7 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
@@ -18,7 +18,7 @@ from backbones.classifier import MobileNetClassifier
 from deploy.cli import export_main, is_export
 from tasks import optim
 from tasks.classification_outputs import TOP_K, ClassificationPredictionWriter
-from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
+from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.classification import ClassificationDataModule
 from tasks.numerics import StopOnNonFiniteLoss
 
@@ -198,22 +198,17 @@ class ClassifyCLI(TaskCLI):
     links = (("resolution", "data.resolution"),)
 
 
-def trainer_defaults() -> dict[str, Any]:
-    checkpoint = ModelCheckpoint(
-        monitor="val/top1",
-        mode="max",
-        save_last=True,
-        filename="best-epoch{epoch}-top1{val/top1:.3f}",
-        auto_insert_metric_name=False,
-    )
-    return {"max_epochs": 20, "num_sanity_val_steps": 0, "log_every_n_steps": 10, "callbacks": [checkpoint]}
-
-
 def main(args: Any = None):
     """`python -m tasks.classify {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
     if is_export(args):
         return export_main("classify", args)
-    return run_cli(ClassifyCLI, ClassificationTask, ClassificationDataModule, args, trainer_defaults())
+    return run_cli(
+        ClassifyCLI,
+        ClassificationTask,
+        ClassificationDataModule,
+        args,
+        trainer_defaults("val/top1", "best-epoch{epoch}-top1{val/top1:.3f}", max_epochs=20),
+    )
 
 
 if __name__ == "__main__":

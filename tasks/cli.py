@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from backbones import list_backbones
+from tasks.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
+from tasks.resume import ExactResume
 
 
 class TaskCLI(LightningCLI):
@@ -31,11 +34,40 @@ class TaskCLI(LightningCLI):
             parser.link_arguments(source, target)
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("backbone") not in list_backbones():
             raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
+
+    def before_fit(self) -> None:
+        """`--ckpt_path last`: the newest last.ckpt under the run's root, from whichever earlier run wrote it."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            found = find_last_checkpoint(self.trainer.default_root_dir)
+            if found is None:
+                raise SystemExit(f"error: --ckpt_path last: no last.ckpt under {self.trainer.default_root_dir}")
+            print(f"resuming from {found}")
+            config["ckpt_path"] = str(found)
+
+
+def trainer_defaults(monitor: str, filename: str, max_epochs: int) -> dict[str, Any]:
+    """The tasks' Trainer defaults, fresh per run (a callback instance must not carry one run's paths into the
+    next): the best checkpoint by `monitor` (higher is better), atomic checkpoint writes, no sanity check."""
+    best = ModelCheckpoint(monitor=monitor, mode="max", filename=filename, auto_insert_metric_name=False)
+    return {
+        "max_epochs": max_epochs,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 10,
+        "callbacks": [best, ExactResume()],
+        "plugins": [AtomicCheckpointIO()],
+    }
+
+
+def last_checkpoint_path(trainer: Any) -> str:
+    """The path of the run's last.ckpt (written by `LastCheckpoint`)."""
+    return next(cb.last_model_path for cb in trainer.checkpoint_callbacks if cb.last_model_path)
 
 
 def check_checkpoint_matches(module: Any, checkpoint: dict[str, Any], keys: tuple[str, ...]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
 from backbones import create_backbone
@@ -16,7 +16,7 @@ from deploy.cli import export_main, is_export
 from heads.ssdlite import NORM, SSDLite
 from heads.ssdlite_weights import load_detector_weights
 from tasks import optim
-from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
+from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.detection import DetectionDataModule
 from tasks.detection_outputs import DetectionPredictionWriter
 from tasks.distributed import gather_objects
@@ -214,23 +214,17 @@ class DetectCLI(TaskCLI):
     links = (("data.image_size", "model.image_size"),)
 
 
-def trainer_defaults() -> dict[str, Any]:
-    """Fresh per run: a callback instance must not carry one run's paths into the next."""
-    checkpoint = ModelCheckpoint(
-        monitor="val/AP",
-        mode="max",
-        save_last=True,
-        filename="best-epoch{epoch}-ap{val/AP:.3f}",
-        auto_insert_metric_name=False,
-    )
-    return {"max_epochs": 4, "num_sanity_val_steps": 0, "log_every_n_steps": 10, "callbacks": [checkpoint]}
-
-
 def main(args: Any = None):
     """`python -m tasks.detect {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
     if is_export(args):
         return export_main("detect", args)
-    return run_cli(DetectCLI, DetectionTask, DetectionDataModule, args, trainer_defaults())
+    return run_cli(
+        DetectCLI,
+        DetectionTask,
+        DetectionDataModule,
+        args,
+        trainer_defaults("val/AP", "best-epoch{epoch}-ap{val/AP:.3f}", max_epochs=4),
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -19,7 +19,7 @@ from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel, load_segmenter_weights
 from tasks import optim
-from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli
+from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.segmentation import IGNORE_INDEX, SegmentationDataModule
 from tasks.metrics.segmentation import format_iou_table, segmentation_scores
 from tasks.numerics import StopOnNonFiniteLoss
@@ -175,22 +175,17 @@ class SegmentCLI(TaskCLI):
     top_level = {"head": (str, "lraspp", "lraspp or deeplabv3")}
 
 
-def trainer_defaults() -> dict[str, Any]:
-    checkpoint = ModelCheckpoint(
-        monitor="val/mIoU",
-        mode="max",
-        save_last=True,
-        filename="best-epoch{epoch}-miou{val/mIoU:.3f}",
-        auto_insert_metric_name=False,
-    )
-    return {"max_epochs": 6, "num_sanity_val_steps": 0, "log_every_n_steps": 10, "callbacks": [checkpoint]}
-
-
 def main(args: Any = None):
     """`python -m tasks.segment {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
     if is_export(args):
         return export_main("segment", args)
-    return run_cli(SegmentCLI, SegmentationTask, SegmentationDataModule, args, trainer_defaults())
+    return run_cli(
+        SegmentCLI,
+        SegmentationTask,
+        SegmentationDataModule,
+        args,
+        trainer_defaults("val/mIoU", "best-epoch{epoch}-miou{val/mIoU:.3f}", max_epochs=6),
+    )
 
 
 if __name__ == "__main__":

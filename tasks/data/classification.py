@@ -33,6 +33,7 @@ from tasks.data.synthetic_classification import (
     DEFAULT_VAL_IMAGES,
     ensure_synthetic_classification,
 )
+from tasks.resume import trainer_position
 
 ClassificationFormat = Literal["synthetic", "imagefolder"]
 CLASSIFICATION_FORMATS: tuple[str, ...] = get_args(ClassificationFormat)
@@ -223,7 +224,15 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, train: bool = False) -> DataLoader:
-        return make_loader(dataset, name, batch_size, self.num_workers, default_collate, train)
+        return make_loader(
+            dataset,
+            name,
+            batch_size,
+            self.num_workers,
+            default_collate,
+            train,
+            trainer_position(self, batch_size) if train else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train_dataset", self.batch_size, train=True)

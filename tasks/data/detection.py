@@ -21,6 +21,7 @@ from tasks.data.loading import check_source, make_loader
 from tasks.data.synthetic import ensure_synthetic_detection
 from tasks.data.transforms import AUGMENTS, Augment, DetectionTransform
 from tasks.data.voc import VOC_CLASS_NAMES, VocDetection
+from tasks.resume import trainer_position
 
 DatasetFormat = Literal["synthetic", "coco", "voc"]
 FORMATS: tuple[str, ...] = get_args(DatasetFormat)
@@ -179,7 +180,15 @@ class DetectionDataModule(pl.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset | None, name: str, train: bool = False) -> DataLoader:
-        return make_loader(dataset, name, self.batch_size, self.num_workers, collate_detection, train)
+        return make_loader(
+            dataset,
+            name,
+            self.batch_size,
+            self.num_workers,
+            collate_detection,
+            train,
+            trainer_position(self, self.batch_size) if train else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train_dataset", train=True)

@@ -246,11 +246,6 @@ class ImageFolderClassification(SkippingDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _reseed(self) -> None:
-        # Forked DataLoader workers inherit identical albumentations generators; torch seeds each worker apart.
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(torch.initial_seed() % 2**32)
-
     def _load_item(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         return self.transform(load_rgb(path)), label

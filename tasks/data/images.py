@@ -110,6 +110,8 @@ def build_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
 class SkippingDataset(Dataset):
     """Dataset base: `_load_item(index)` may raise UnreadableImageError; such items are skipped and counted.
 
+    Items are read by index or by (index, augmentation seed); a `transform` with `set_random_seed` is seeded.
+
     `skipped_images` counts every skip event (a corrupt image read in three epochs counts three times) across
     the main process and all DataLoader workers. A warning is logged the first time each process meets a file.
     `skippable_errors` are the exceptions that mark an item as bad (an empty tuple makes every error fatal).
@@ -140,13 +142,23 @@ class SkippingDataset(Dataset):
     def _load_item(self, index: int) -> Any:
         raise NotImplementedError
 
-    def _reseed(self) -> None:
-        """Called once per process before the first item: re-seed per-process random state (augmentation)."""
+    def _seed_augmentation(self, seed: int) -> None:
+        transform = getattr(self, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
 
-    def __getitem__(self, index: int) -> Any:
-        if self._seeded_pid != os.getpid():
-            self._seeded_pid = os.getpid()
-            self._reseed()
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        """`key`: an index, or (index, augmentation seed) from the training sampler (tasks/resume.py), which makes
+        the sample's augmentation independent of the worker that draws it. With plain indices each process
+        seeds its augmentation once (forked workers would otherwise share identical generators)."""
+        if isinstance(key, tuple):
+            index, seed = key
+            self._seed_augmentation(seed)
+        else:
+            index = key
+            if self._seeded_pid != os.getpid():
+                self._seeded_pid = os.getpid()
+                self._seed_augmentation(torch.initial_seed() % 2**32)
         size = len(self)
         for attempt in range(size):
             current = (index + attempt) % size
@@ -205,11 +217,6 @@ class AnnotatedImages(SkippingDataset):
 
     def __len__(self) -> int:
         return len(self.records)
-
-    def _reseed(self) -> None:
-        # Forked DataLoader workers inherit identical albumentations generators; torch seeds each worker apart.
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(torch.initial_seed() % 2**32)
 
     def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         record = self.records[index]

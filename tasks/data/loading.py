@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tasks.distributed import evaluation_sampler
+from tasks.resume import Position, ResumableLoader, ResumableSampler
 
 
 def check_source(
@@ -28,20 +29,34 @@ def check_source(
 
 
 def make_loader(
-    dataset: Dataset | None, name: str, batch_size: int, num_workers: int, collate: Callable, train: bool = False
+    dataset: Dataset | None,
+    name: str,
+    batch_size: int,
+    num_workers: int,
+    collate: Callable,
+    train: bool = False,
+    position: Position | None = None,
 ) -> DataLoader:
+    """Training: a `ResumableLoader` over seeded (index, augmentation seed) keys that starts where `position`
+    says (see tasks/resume.py); evaluation: plain order, unpadded shards under torch.distributed."""
     if dataset is None:
         raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
-    sampler = None if train else evaluation_sampler(dataset)  # unpadded shards under torch.distributed
-    return DataLoader(
+    # A training set smaller than one batch still yields that one batch instead of none.
+    drop_last = train and len(dataset) > batch_size
+    sampler: Sampler | None
+    if train:
+        epoch_samples = len(dataset) // batch_size * batch_size if drop_last else len(dataset)
+        sampler = ResumableSampler(len(dataset), position, epoch_samples=epoch_samples)
+    else:
+        sampler = evaluation_sampler(dataset)
+    return ResumableLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
         sampler=sampler,
-        # A training set smaller than one batch still yields that one batch instead of none.
-        drop_last=train and len(dataset) > batch_size,
+        drop_last=drop_last,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
         collate_fn=collate,
+        generator=torch.Generator(),  # worker seeds drawn from here leave the global random stream untouched
     )

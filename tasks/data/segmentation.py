@@ -35,6 +35,7 @@ from tasks.data.segmentation_transforms import (
 )
 from tasks.data.synthetic_segmentation import SEGMENTATION_CLASS_NAMES, ensure_synthetic_segmentation
 from tasks.data.voc import VOC_CLASS_NAMES
+from tasks.resume import trainer_position
 
 SegmentationFormat = Literal["synthetic", "voc", "coco"]
 SEGMENTATION_FORMATS: tuple[str, ...] = get_args(SegmentationFormat)
@@ -230,7 +231,15 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, train: bool = False) -> DataLoader:
-        return make_loader(dataset, name, batch_size, self.num_workers, collate_segmentation, train)
+        return make_loader(
+            dataset,
+            name,
+            batch_size,
+            self.num_workers,
+            collate_segmentation,
+            train,
+            trainer_position(self, batch_size) if train else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, "train_dataset", self.batch_size, train=True)

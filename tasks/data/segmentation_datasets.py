@@ -135,11 +135,6 @@ class SegmentationDataset(SkippingDataset):
         """How many times a bad sample was replaced by the next good one (all processes, every event)."""
         return self.skipped_images
 
-    def _reseed(self) -> None:
-        # Forked DataLoader workers inherit identical albumentations generators; torch seeds each worker apart.
-        if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(torch.initial_seed() % 2**32)
-
     def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 

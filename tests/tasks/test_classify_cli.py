@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from tasks.classify import main
+from tasks.cli import last_checkpoint_path
 from tests.conftest import save_state_dict
 from tests.tasks.data.classification_fixtures import write_image, write_image_folder
 
@@ -80,7 +81,7 @@ def trained_checkpoint(tmp_path_factory) -> tuple[Path, list[str]]:
     tmp_path = tmp_path_factory.mktemp("classify-fit")
     data = imagefolder(tmp_path)
     cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", "--model.ema_decay", "0.9", *data)
-    return Path(cli.trainer.checkpoint_callback.last_model_path), data
+    return Path(last_checkpoint_path(cli.trainer)), data
 
 
 def test_validate_prints_top1_and_top_k(tmp_path, trained_checkpoint, capsys):

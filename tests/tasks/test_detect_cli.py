@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tasks.cli import last_checkpoint_path
 from tasks.detect import DetectionTask, main
 from tests.tasks.data.fixtures import write_coco_dataset, write_voc_dataset
 
@@ -82,7 +83,7 @@ def trained_checkpoint(tmp_path_factory) -> tuple[Path, list[str]]:
     tmp_path = tmp_path_factory.mktemp("fit")
     data = synthetic(tmp_path)
     cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", *data)
-    checkpoint = Path(cli.trainer.checkpoint_callback.last_model_path)
+    checkpoint = Path(last_checkpoint_path(cli.trainer))
     assert checkpoint.is_file()
     return checkpoint, data
 

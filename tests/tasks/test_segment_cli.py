@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tasks.cli import last_checkpoint_path
 from tasks.segment import main
 from tests.tasks.data.segmentation_fixtures import write_coco_segmentation, write_voc_segmentation
 
@@ -68,7 +69,7 @@ def trained_checkpoint(tmp_path_factory) -> tuple[Path, list[str]]:
     tmp_path = tmp_path_factory.mktemp("segment-fit")
     data = synthetic(tmp_path)
     cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", *data)
-    return Path(cli.trainer.checkpoint_callback.last_model_path), data
+    return Path(last_checkpoint_path(cli.trainer)), data
 
 
 def test_validate_prints_the_iou_table(tmp_path, trained_checkpoint, capsys):
