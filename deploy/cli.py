@@ -1,0 +1,70 @@
+"""The `export` subcommand of every task: `python -m tasks.<classify|detect|segment> export --ckpt_path ...`.
+
+LightningCLI has no custom subcommands, so each task's `main` hands `export` to `export_main` before building
+its LightningCLI; this module imports nothing heavy at module level (see deploy/__init__.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+SUBCOMMAND = "export"
+
+
+def is_export(args: Any = None) -> bool:
+    """Whether a task's `main(args)` was asked for `export` (`args` None means the command line)."""
+    argv = sys.argv[1:] if args is None else args
+    return isinstance(argv, Sequence) and not isinstance(argv, str) and len(argv) > 0 and argv[0] == SUBCOMMAND
+
+
+def build_parser(task: str) -> argparse.ArgumentParser:
+    from deploy.export import DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, SEGMENT_IMAGE_SIZE
+
+    default_size = {"classify": "its resolution", "detect": "its image_size"}.get(task, str(SEGMENT_IMAGE_SIZE))
+    parser = argparse.ArgumentParser(
+        prog=f"python -m tasks.{task} {SUBCOMMAND}",
+        description="Export a checkpoint with batch norm folded, then check the file on validation images.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by this task's fit")
+    parser.add_argument("--format", default="onnx", choices=FORMATS)
+    parser.add_argument("--output", default=None, help="default: next to the checkpoint, .onnx / .torchscript.pt")
+    parser.add_argument("--dynamic_batch", action="store_true", help="a batch size chosen at run time")
+    parser.add_argument("--batch_size", type=int, default=1, help="the exported batch size (the example's)")
+    parser.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default %(default)s)"
+    )
+    parser.add_argument("--image_size", type=int, default=None, help=f"square input side (default: {default_size})")
+    parser.add_argument("--num_classes", type=int, default=None, help="must equal the checkpoint's when given")
+    return parser
+
+
+def export_main(task: str, args: Sequence[str] | None = None) -> Any:
+    """Parse `[export] --ckpt_path ... ` and export; errors are printed as `error: ...` with exit status 2."""
+    from deploy.export import ExportCheckError, export_checkpoint
+
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == [SUBCOMMAND]:
+        argv = argv[1:]
+    parser = build_parser(task)
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = export_checkpoint(
+            task,
+            options.ckpt_path,
+            options.format,
+            output=options.output,
+            dynamic_batch=options.dynamic_batch,
+            opset=options.opset,
+            image_size=options.image_size,
+            num_classes=options.num_classes,
+            batch_size=options.batch_size,
+        )
+    except (ValueError, FileNotFoundError, ImportError, ExportCheckError) as error:
+        parser.error(str(error))
+    print(result.summary())
+    return result

@@ -1,0 +1,299 @@
+"""int8 post-training static quantization of an exported model, and fp32-vs-int8 figures on the validation split.
+
+The quantizer is onnxruntime's `quantize_static`, not torch.ao's PT2E: the deployed artefact is the ONNX file that
+`deploy.export` wrote and checked, and quantizing that very graph keeps one path from checkpoint to runtime. The
+QDQ format (QuantizeLinear/DequantizeLinear pairs around float ops) is a plain ONNX file that onnxruntime's CPU
+provider fuses into int8 kernels (QLinearConv and friends) and that other runtimes read too, whereas a PT2E model
+would need its own int8 lowering (inductor / XNNPACK) and has no supported route to ONNX. Settings: per-channel
+symmetric int8 weights, uint8 activations (U8S8, the fast pair on x86 with VNNI), MinMax ranges from calibration
+batches of the task's *train* split with the evaluation transform (deterministic, and not the split the figures
+are measured on). The detection decoding (`/decode/...`: softmax, box decoding, clipping) stays in float: its
+scores reach the 0.001 score threshold and its boxes are in pixels, which 8-bit steps would blunt.
+
+`python -m deploy.quantize --task classify --ckpt_path last.ckpt` exports, quantizes and prints the figures:
+classification top-1 of each and their top-1 agreement, segmentation mIoU of each, detection COCO AP of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from deploy.export import (
+    INPUT_NAME,
+    TASKS,
+    build_datamodule,
+    build_task,
+    dataset_images,
+    detections_from_outputs,
+    export_checkpoint,
+    import_onnx,
+    import_onnxruntime,
+    input_size,
+    ort_session,
+    read_task_checkpoint,
+    resize_images,
+)
+from tasks.metrics.segmentation import segmentation_scores
+
+log = logging.getLogger(__name__)
+
+# Nodes kept in float: the detector's decoding (see the module docstring); scopes come from the exporter's names.
+FLOAT_SCOPES = ("/decode/",)
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def calibration_batches(
+    task: str, checkpoint: dict[str, Any], size: int, num_batches: int, batch_size: int
+) -> list[np.ndarray]:
+    """`num_batches` batches of train-split images (evaluation transform, resized to `size`) from the checkpoint's
+    data module, in dataset order."""
+    datamodule = build_datamodule(task, checkpoint)
+    if datamodule is None:
+        raise ValueError(f"the {task} checkpoint records no data module, so there are no calibration images")
+    datamodule.prepare_data()
+    dataset = datamodule.build_dataset(datamodule.train_split, train=False)
+    count = min(len(dataset), num_batches * batch_size)
+    images = dataset_images(dataset, count, size)
+    return [batch.numpy() for batch in torch.split(images, batch_size)]
+
+
+class BatchReader:
+    """onnxruntime's CalibrationDataReader protocol over a list of input batches."""
+
+    def __init__(self, batches: Iterable[np.ndarray], input_name: str = INPUT_NAME) -> None:
+        self._feeds = iter([{input_name: np.ascontiguousarray(b, dtype=np.float32)} for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    batches: Sequence[np.ndarray],
+    float_scopes: Sequence[str] = FLOAT_SCOPES,
+) -> Path:
+    """QDQ int8 model of `fp32_path` calibrated (MinMax) on `batches`; nodes named under `float_scopes` stay float."""
+    onnx = import_onnx()
+    import_onnxruntime()
+    from onnxruntime.quantization import quant_pre_process
+
+    if not batches:
+        raise ValueError("quantization needs at least one calibration batch")
+    int8_path = Path(int8_path)
+    with tempfile.TemporaryDirectory() as folder:
+        # onnxruntime's recommended pre-processing: shape inference, and graph optimisation that turns the
+        # exporter's Identity-shared initializers (equal biases) back into constants the quantizer can fold
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        graph = onnx.load(str(prepared)).graph
+        excluded = [node.name for node in graph.node if node.name.startswith(tuple(float_scopes))]
+        fixed_batch = graph.input[0].type.tensor_type.shape.dim[0].dim_value  # 0 when dynamic
+        if fixed_batch:  # a fixed-batch model is calibrated on batches of its own size (a remainder is dropped)
+            batches = [b[i : i + fixed_batch] for b in batches for i in range(0, len(b) - fixed_batch + 1, fixed_batch)]
+        _quantize(prepared, int8_path, batches, excluded)
+    return int8_path
+
+
+def _quantize(prepared: Path, int8_path: Path, batches: Sequence[np.ndarray], excluded: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(prepared),
+        str(int8_path),
+        BatchReader(batches),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=excluded,
+    )
+
+
+def count_quantized_nodes(path: str | Path) -> int:
+    """QuantizeLinear/DequantizeLinear and QLinear* nodes in an ONNX file."""
+    graph = import_onnx().load(str(path)).graph
+    return sum(node.op_type in QDQ_OPS or node.op_type.startswith("QLinear") for node in graph.node)
+
+
+# -- figures from outputs (plain functions, so that tests compare them with numpy) --------------------------------
+def classification_figures(logits: Mapping[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Top-1 of each model (`<name>/top1`) and, for two models, the fraction of images where they agree."""
+    predictions = {name: np.asarray(v).argmax(1) for name, v in logits.items()}
+    figures = {f"{name}/top1": float((p == labels).mean()) for name, p in predictions.items()}
+    if len(predictions) == 2:
+        first, second = predictions.values()
+        figures["top1_agreement"] = float((first == second).mean())
+    return figures
+
+
+def confusion_matrix(predictions: Tensor, masks: Tensor, num_classes: int, ignore_index: int) -> Tensor:
+    """(C, C) counts, rows truth, columns prediction, over the pixels whose mask is not `ignore_index`."""
+    valid = masks != ignore_index
+    index = masks[valid].long() * num_classes + predictions[valid].long()
+    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+# -- running ORT models over a loader -------------------------------------------------------------------------------
+def _run(session: Any, images: Tensor) -> list[np.ndarray]:
+    return session.run(None, {INPUT_NAME: np.ascontiguousarray(images.numpy(), dtype=np.float32)})
+
+
+def evaluate_classification(sessions: Mapping[str, Any], loader: Iterable, size: int) -> dict[str, float]:
+    """Top-1 of each session and their agreement over `loader`'s (images, labels) batches."""
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
+    labels = []
+    for images, targets in loader:
+        images = resize_images(images, size)
+        for name, session in sessions.items():
+            logits[name].append(_run(session, images)[0])
+        labels.append(np.asarray(targets))
+    return classification_figures({k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(labels))
+
+
+def evaluate_segmentation(
+    sessions: Mapping[str, Any], loader: Iterable, size: int, num_classes: int, ignore_index: int
+) -> dict[str, float]:
+    """mIoU of each session (`<name>/mIoU`) over the whole loader, and their pixel agreement.
+
+    Images whose size differs from the exported one are resized to it, and the logits back to the mask's size
+    (bilinear), the same for every session.
+    """
+    confusion = {name: torch.zeros(num_classes, num_classes, dtype=torch.int64) for name in sessions}
+    agree, pixels = 0, 0
+    for images, masks in loader:
+        inputs = resize_images(images, size)
+        predictions = {}
+        for name, session in sessions.items():
+            logits = torch.from_numpy(_run(session, inputs)[0])
+            if tuple(logits.shape[-2:]) != tuple(masks.shape[-2:]):
+                logits = F.interpolate(logits, size=tuple(masks.shape[-2:]), mode="bilinear", align_corners=False)
+            predictions[name] = logits.argmax(1)
+            confusion[name] += confusion_matrix(predictions[name], masks, num_classes, ignore_index)
+        if len(predictions) == 2:
+            first, second = predictions.values()
+            valid = masks != ignore_index
+            agree += int((first == second)[valid].sum())
+            pixels += int(valid.sum())
+    figures = {f"{name}/mIoU": segmentation_scores(matrix)["mIoU"] for name, matrix in confusion.items()}
+    if pixels:
+        figures["pixel_agreement"] = agree / pixels
+    return figures
+
+
+def evaluate_detection(
+    sessions: Mapping[str, Any], loader: Iterable, dataset: Any, detector: Any, size: int, num_classes: int
+) -> dict[str, float]:
+    """COCO AP / AP50 (and VOC mAP50 where the dataset has VOC ground truth) of each session over the loader.
+
+    Detections go through `detections_from_outputs` (SSDLite's own postprocess), then to original-image pixels as
+    the detection task maps them, into the task's evaluators.
+    """
+    from tasks.detect import to_original_coordinates
+    from tasks.metrics import CocoEvaluator, VocEvaluator
+
+    evaluators: dict[str, dict[str, Any]] = {}
+    for name in sessions:
+        evaluators[name] = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
+        voc_ground_truth = getattr(dataset, "voc_ground_truth", None)
+        if callable(voc_ground_truth) and voc_ground_truth() is not None:
+            evaluators[name]["voc"] = VocEvaluator(voc_ground_truth(), num_classes)
+    for images, targets in loader:
+        to_input = images.shape[-1] / size  # exported-size pixels -> the data's input pixels
+        inputs = resize_images(images, size)
+        image_ids = [int(t["image_id"]) for t in targets]
+        for name, session in sessions.items():
+            scores, boxes = (torch.from_numpy(y) for y in _run(session, inputs))
+            detections = detections_from_outputs(detector, scores, boxes, (size, size))
+            detections = [{**d, "boxes": d["boxes"] * to_input} for d in detections]
+            detections = to_original_coordinates(
+                detections, [t["scale"] for t in targets], [t["orig_size"] for t in targets]
+            )
+            for evaluator in evaluators[name].values():
+                evaluator.update(image_ids, detections)
+    figures = {}
+    for name, by_kind in evaluators.items():
+        for evaluator in by_kind.values():
+            metrics = evaluator.compute()
+            figures |= {f"{name}/{k}": v for k, v in metrics.items() if k in ("AP", "AP50", "mAP50")}
+    return figures
+
+
+def report(
+    task: str,
+    ckpt_path: str | Path,
+    *,
+    output_dir: str | Path | None = None,
+    image_size: int | None = None,
+    calibration_batches_count: int = 8,
+    batch_size: int = 16,
+    opset: int = 17,
+) -> dict[str, float]:
+    """Export fp32 (dynamic batch), quantize with train-split calibration, evaluate both on the val split."""
+    if task not in TASKS:
+        raise ValueError(f"--task {task!r} is not one of {list(TASKS)}")
+    checkpoint = read_task_checkpoint(ckpt_path)
+    module = build_task(task, checkpoint, ckpt_path)
+    size = input_size(task, checkpoint["hyper_parameters"], image_size)
+    folder = Path(output_dir) if output_dir is not None else Path(ckpt_path).parent
+    stem = Path(ckpt_path).stem
+    exported = export_checkpoint(
+        task, ckpt_path, "onnx", output=folder / f"{stem}.onnx", dynamic_batch=True, opset=opset, image_size=size
+    )
+    log.info("%s", exported.summary())
+    batches = calibration_batches(task, checkpoint, size, calibration_batches_count, batch_size)
+    int8_path = quantize_onnx(exported.path, folder / f"{stem}.int8.onnx", batches)
+    sessions = {"fp32": ort_session(exported.path), "int8": ort_session(int8_path)}
+    datamodule = build_datamodule(task, checkpoint)
+    datamodule.setup("validate")
+    loader = datamodule.val_dataloader()
+    hparams = checkpoint["hyper_parameters"]
+    if task == "classify":
+        figures = evaluate_classification(sessions, loader, size)
+    elif task == "segment":
+        figures = evaluate_segmentation(sessions, loader, size, hparams["num_classes"], datamodule.ignore_index)
+    else:
+        figures = evaluate_detection(
+            sessions, loader, datamodule.val_dataset, module.model, size, hparams["num_classes"]
+        )
+    figures["calibration_images"] = float(sum(len(b) for b in batches))
+    figures["val_images"] = float(len(datamodule.val_dataset))
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m deploy.quantize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, choices=list(TASKS))
+    parser.add_argument("--ckpt_path", required=True)
+    parser.add_argument("--output_dir", default=None, help="default: the checkpoint's folder")
+    parser.add_argument("--image_size", type=int, default=None, help="default: as `export`")
+    parser.add_argument("--calibration_batches", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=16, help="calibration batch size")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    figures = report(
+        args.task,
+        args.ckpt_path,
+        output_dir=args.output_dir,
+        image_size=args.image_size,
+        calibration_batches_count=args.calibration_batches,
+        batch_size=args.batch_size,
+    )
+    for name, value in figures.items():
+        print(f"{name:<20} {value:.4f}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Tiny task checkpoints for the deploy tests, written as Lightning writes them (the keys export reads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tasks.classify import ClassificationTask
+from tasks.data.classification import ClassificationDataModule
+from tasks.data.detection import DetectionDataModule
+from tasks.data.segmentation import SegmentationDataModule
+from tasks.detect import DetectionTask
+from tasks.segment import SegmentationTask
+from tests.conftest import randomize_norms
+
+SIZE = 64
+
+
+def tiny_task(task: str, cache: Path) -> tuple[Any, Any]:
+    """(LightningModule with random batch-norm statistics, data module on tiny synthetic data) for one task."""
+    if task == "classify":
+        module = ClassificationTask("v3_small", 8, width=0.5, resolution=SIZE)
+        data = ClassificationDataModule(
+            resolution=SIZE,
+            synthetic_train_images=16,
+            synthetic_val_images=8,
+            synthetic_image_size=SIZE + 8,
+            num_workers=0,
+            eval_batch_size=4,
+            cache_dir=str(cache),
+        )
+    elif task == "segment":
+        module = SegmentationTask("v3_small", "lraspp", 5, width=0.5)
+        data = SegmentationDataModule(
+            crop_size=SIZE,
+            base_size=SIZE,
+            synthetic_train_images=6,
+            synthetic_val_images=3,
+            synthetic_image_size=SIZE,
+            num_workers=0,
+            cache_dir=str(cache),
+        )
+    elif task == "detect":
+        module = DetectionTask("v3_small", 5, width=0.5, image_size=SIZE)
+        data = DetectionDataModule(
+            image_size=SIZE,
+            synthetic_train_images=8,
+            synthetic_val_images=4,
+            synthetic_image_size=SIZE,
+            batch_size=2,
+            num_workers=0,
+            cache_dir=str(cache),
+        )
+    else:
+        raise ValueError(task)
+    randomize_norms(module)
+    return module, data
+
+
+def write_checkpoint(path: Path, module: Any, data: Any | None, **hparams_override: Any) -> Path:
+    """A checkpoint with `state_dict`, `hyper_parameters` and `datamodule_hyper_parameters`, as Lightning's."""
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": {**dict(module.hparams), **hparams_override},
+    }
+    if data is not None:
+        checkpoint["datamodule_hyper_parameters"] = dict(data.hparams)
+    torch.save(checkpoint, path)
+    return path

@@ -1,0 +1,176 @@
+"""int8 quantization of exported models, and the fp32-vs-int8 figures against plain numpy / the task's own path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from deploy.export import build_datamodule, build_task, export_checkpoint, ort_session, read_task_checkpoint
+from deploy.quantize import (
+    calibration_batches,
+    confusion_matrix,
+    count_quantized_nodes,
+    evaluate_classification,
+    evaluate_detection,
+    evaluate_segmentation,
+    main,
+    quantize_onnx,
+)
+from tasks.detect import to_original_coordinates
+from tasks.metrics import CocoEvaluator
+from tests.deploy import SIZE, tiny_task, write_checkpoint
+
+
+def export_and_quantize(task: str, folder: Path) -> dict:
+    module, data = tiny_task(task, folder / "cache")
+    ckpt = write_checkpoint(folder / f"{task}.ckpt", module, data)
+    kwargs = {"image_size": SIZE} if task == "segment" else {}
+    fp32 = export_checkpoint(task, ckpt, output=folder / f"{task}.onnx", dynamic_batch=True, **kwargs).path
+    checkpoint = read_task_checkpoint(ckpt)
+    batches = calibration_batches(task, checkpoint, SIZE, num_batches=2, batch_size=3)
+    int8 = quantize_onnx(fp32, folder / f"{task}.int8.onnx", batches)
+    datamodule = build_datamodule(task, checkpoint)
+    datamodule.setup("validate")
+    return {
+        "ckpt": ckpt,
+        "checkpoint": checkpoint,
+        "fp32": fp32,
+        "int8": int8,
+        "sessions": {"fp32": ort_session(fp32), "int8": ort_session(int8)},
+        "datamodule": datamodule,
+        "batches": batches,
+    }
+
+
+@pytest.fixture(scope="module")
+def classify(tmp_path_factory) -> dict:
+    return export_and_quantize("classify", tmp_path_factory.mktemp("classify"))
+
+
+@pytest.fixture(scope="module")
+def segment(tmp_path_factory) -> dict:
+    return export_and_quantize("segment", tmp_path_factory.mktemp("segment"))
+
+
+@pytest.fixture(scope="module")
+def detect(tmp_path_factory) -> dict:
+    return export_and_quantize("detect", tmp_path_factory.mktemp("detect"))
+
+
+def test_calibration_batches_are_train_images(classify):
+    batches = classify["batches"]
+    assert [b.shape for b in batches] == [(3, 3, SIZE, SIZE), (3, 3, SIZE, SIZE)]
+    train = classify["datamodule"].build_dataset("train", train=False)
+    np.testing.assert_array_equal(batches[1][0], train[3][0].numpy())
+
+
+def test_quantized_model_has_qdq_nodes_and_tracks_fp32(classify):
+    ops = {node.op_type for node in onnx.load(str(classify["int8"])).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert count_quantized_nodes(classify["int8"]) > 50 and count_quantized_nodes(classify["fp32"]) == 0
+    x = torch.from_numpy(classify["batches"][0])
+    fp32, int8 = (s.run(None, {"images": x.numpy()})[0] for s in classify["sessions"].values())
+    assert int8.shape == fp32.shape == (3, 8)
+    spread = fp32.max() - fp32.min()
+    assert 0 < np.abs(int8 - fp32).max() < 0.2 * spread  # quantized, yet close to the float model
+
+
+def test_detection_decoding_stays_float(detect):
+    graph = onnx.load(str(detect["int8"])).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    assert producers["scores"].op_type == "Softmax"
+    decode = [node for node in graph.node if node.name.startswith("/decode/")]
+    assert decode and not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in decode)
+    assert all(producers[i].op_type != "QuantizeLinear" for n in decode for i in n.input if i in producers)
+
+
+def test_classification_figures_equal_numpy(classify):
+    loader = classify["datamodule"].val_dataloader()
+    figures = evaluate_classification(classify["sessions"], loader, SIZE)
+    predictions = {name: [] for name in classify["sessions"]}
+    labels = []
+    for images, targets in loader:
+        for name, session in classify["sessions"].items():
+            predictions[name].append(session.run(None, {"images": images.numpy()})[0].argmax(1))
+        labels.append(targets.numpy())
+    fp32, int8, labels = (np.concatenate(v) for v in (*predictions.values(), labels))
+    assert len(labels) == 8
+    assert figures == {
+        "fp32/top1": np.sum(fp32 == labels) / 8,
+        "int8/top1": np.sum(int8 == labels) / 8,
+        "top1_agreement": np.sum(fp32 == int8) / 8,
+    }
+
+
+def numpy_miou(predictions: list[np.ndarray], masks: list[np.ndarray], num_classes: int) -> float:
+    pred, mask = np.concatenate([p.ravel() for p in predictions]), np.concatenate([m.ravel() for m in masks])
+    valid = mask != 255
+    ious = []
+    for c in range(num_classes):
+        union = np.sum(((pred == c) | (mask == c)) & valid)
+        if union:
+            ious.append(np.sum((pred == c) & (mask == c) & valid) / union)
+    return float(np.mean(ious))
+
+
+def test_segmentation_figures_equal_numpy(segment):
+    loader = segment["datamodule"].val_dataloader()
+    figures = evaluate_segmentation(segment["sessions"], loader, SIZE, 5, 255)
+    predictions = {name: [] for name in segment["sessions"]}
+    masks = []
+    for images, target in loader:
+        for name, session in segment["sessions"].items():
+            predictions[name].append(session.run(None, {"images": images.numpy()})[0].argmax(1))
+        masks.append(target.numpy())
+    assert len(masks) == 3 and (np.concatenate(masks) == 255).any()
+    for name, predicted in predictions.items():
+        assert figures[f"{name}/mIoU"] == pytest.approx(numpy_miou(predicted, masks, 5), abs=1e-12)
+    valid = np.concatenate([m.ravel() for m in masks]) != 255
+    fp32, int8 = (np.concatenate([p.ravel() for p in v])[valid] for v in predictions.values())
+    assert figures["pixel_agreement"] == pytest.approx(np.mean(fp32 == int8), abs=1e-12)
+
+
+def test_confusion_matrix_equals_numpy():
+    generator = torch.Generator().manual_seed(0)
+    predictions = torch.randint(0, 4, (2, 9, 7), generator=generator)
+    masks = torch.randint(0, 4, (2, 9, 7), generator=generator)
+    masks[0, :3] = 255
+    expected = np.zeros((4, 4), dtype=np.int64)
+    for truth, predicted in zip(masks.numpy().ravel(), predictions.numpy().ravel(), strict=True):
+        if truth != 255:
+            expected[truth, predicted] += 1
+    np.testing.assert_array_equal(confusion_matrix(predictions, masks, 4, 255).numpy(), expected)
+
+
+def test_detection_figures_equal_the_pytorch_model(detect):
+    """COCO AP of the fp32 ORT model through `evaluate_detection` equals the PyTorch detector's on the same images."""
+    module = build_task("detect", detect["checkpoint"], detect["ckpt"])
+    datamodule = detect["datamodule"]
+    dataset, loader = datamodule.val_dataset, datamodule.val_dataloader()
+    figures = evaluate_detection(detect["sessions"], loader, dataset, module.model, SIZE, 5)
+    evaluator = CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)
+    with torch.inference_mode():
+        for images, targets in loader:
+            detections = to_original_coordinates(
+                module.model(images), [t["scale"] for t in targets], [t["orig_size"] for t in targets]
+            )
+            evaluator.update([int(t["image_id"]) for t in targets], detections)
+    reference = evaluator.compute()
+    assert reference["AP"] > 0  # random detections still hit a few boxes: the comparison means something
+    assert figures["fp32/AP"] == pytest.approx(reference["AP"], abs=1e-6)
+    assert figures["fp32/AP50"] == pytest.approx(reference["AP50"], abs=1e-6)
+    assert {"int8/AP", "int8/AP50"} <= set(figures)
+
+
+def test_report_command(tmp_path, capsys):
+    module, data = tiny_task("classify", tmp_path / "cache")
+    ckpt = write_checkpoint(tmp_path / "last.ckpt", module, data)
+    figures = main(["--task", "classify", "--ckpt_path", str(ckpt), "--calibration_batches", "1", "--batch_size", "4"])
+    assert (tmp_path / "last.onnx").is_file() and (tmp_path / "last.int8.onnx").is_file()
+    assert figures["calibration_images"] == 4 and figures["val_images"] == 8
+    assert 0 <= figures["top1_agreement"] <= 1
+    assert f"top1_agreement       {figures['top1_agreement']:.4f}" in capsys.readouterr().out
