@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pytorch_lightning as pl
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from torch import Tensor, nn
@@ -17,10 +16,10 @@ from backbones.builder import normal_init
 from backbones.classifier import MobileNetClassifier
 from deploy.cli import export_main, is_export
 from tasks import optim
+from tasks.base import TaskModule
 from tasks.classification_outputs import TOP_K, ClassificationPredictionWriter
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.classification import ClassificationDataModule
-from tasks.numerics import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
 NORM_MOMENTUM = 0.1  # running averages that keep up with a short schedule (torchvision's V3 uses 0.01)
@@ -60,7 +59,7 @@ def build_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> v
     return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(TaskModule):
     """Cross-entropy (label smoothing, MixUp/CutMix), warmup then cosine or exponential decay; top-1/top-5.
 
     The default optimizer is AdamW (lr 3e-3, cosine) for short from-scratch runs on a CPU; the papers' RMSprop
@@ -129,40 +128,17 @@ class ClassificationTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
-    def _evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
+    def evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         images, labels = batch
         logits = self.model(images)
         self.top1.update(logits, labels)
         self.topk.update(logits, labels)
 
-    def _finish_evaluation(self, prefix: str) -> None:
+    def evaluation_scores(self) -> dict[str, float]:
         scores = {"top1": float(self.top1.compute()), f"top{self.top_k}": float(self.topk.compute())}
         self.top1.reset()
         self.topk.reset()
-        datamodule = self.trainer.datamodule
-        dataset = datamodule.val_dataset if prefix == "val" else datamodule.test_dataset
-        skipped = getattr(dataset, "skipped_images", 0)
-        if skipped:
-            log.warning(
-                "%s: %d unreadable images replaced by their neighbours (see the warnings naming them)", prefix, skipped
-            )
-            scores["skipped_images"] = float(skipped)
-        self.log_dict({f"{prefix}/{k}": v for k, v in scores.items()})
-        if self.trainer.state.fn in ("validate", "test") and not self.trainer.sanity_checking:
-            table = "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
-            self.print(f"\n{prefix} ({len(dataset)} images): {table}")
+        return scores
 
     def predict_step(self, batch: tuple[Tensor, list[str]], batch_idx: int) -> list[dict[str, Any]]:
         images, paths = batch
@@ -172,11 +148,11 @@ class ClassificationTask(pl.LightningModule):
             for path, label, score in zip(paths, labels.cpu(), scores.cpu(), strict=True)
         ]
 
+    def prediction_writer(self) -> Callback:
+        return ClassificationPredictionWriter(self.predict_dir, self.class_names)
+
     def configure_callbacks(self) -> list[Callback]:
-        callbacks: list[Callback] = [
-            ClassificationPredictionWriter(self.predict_dir, self.class_names),
-            StopOnNonFiniteLoss(),
-        ]
+        callbacks = super().configure_callbacks()
         if self.hparams.ema_decay is not None:
             callbacks.append(EMAWeightAveraging(decay=self.hparams.ema_decay))
         return callbacks

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
 
@@ -16,12 +15,12 @@ from deploy.cli import export_main, is_export
 from heads.ssdlite import NORM, SSDLite
 from heads.ssdlite_weights import load_detector_weights
 from tasks import optim
+from tasks.base import TaskModule
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.detection import DetectionDataModule
 from tasks.detection_outputs import DetectionPredictionWriter
 from tasks.distributed import gather_objects
 from tasks.metrics import CocoEvaluator, VocEvaluator, format_table
-from tasks.numerics import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
 DEFAULT_IMAGE_SIZE = 320
@@ -72,7 +71,7 @@ def to_original_coordinates(detections: list[dict[str, Tensor]], scales: list[Te
     return mapped
 
 
-class DetectionTask(pl.LightningModule):
+class DetectionTask(TaskModule):
     """SSDLite training and COCO/VOC evaluation, with linear warmup then cosine decay.
 
     The default optimizer is AdamW (lr 2e-3): from scratch on 2 CPU cores it reaches AP50 0.5 on the synthetic
@@ -129,7 +128,7 @@ class DetectionTask(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self._report_skips(self.trainer.datamodule.train_dataset, "train")
+        self.report_skips(self.trainer.datamodule.train_dataset, "train")
 
     # evaluation: predictions mapped back to original coordinates, scored against the dataset's own ground truth
     def on_validation_epoch_start(self) -> None:
@@ -138,25 +137,6 @@ class DetectionTask(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._start_evaluation(self.trainer.datamodule.test_dataset)
 
-    def validation_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def test_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
-    def _report_skips(self, dataset: Any, split: str) -> None:
-        """Unreadable images are replaced by the next readable one; say how many, every epoch."""
-        skipped = getattr(dataset, "skipped_images", 0)
-        if skipped:
-            self.log(f"{split}/skipped_images", float(skipped))
-            log.warning("%s: %d unreadable images skipped so far (see the warnings naming them)", split, skipped)
-
     def _start_evaluation(self, dataset: Any) -> None:
         self._collected = []
         self._evaluators = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
@@ -164,7 +144,7 @@ class DetectionTask(pl.LightningModule):
         if callable(voc_ground_truth) and voc_ground_truth() is not None:
             self._evaluators["voc"] = VocEvaluator(voc_ground_truth(), self.hparams.num_classes)
 
-    def _evaluate_batch(self, batch: tuple[Tensor, list[dict]]) -> None:
+    def evaluate_batch(self, batch: tuple[Tensor, list[dict]]) -> None:
         images, targets = batch
         detections = to_original_coordinates(
             self.model(images), [t["scale"] for t in targets], [t["orig_size"] for t in targets]
@@ -172,9 +152,7 @@ class DetectionTask(pl.LightningModule):
         for target, detection in zip(targets, detections, strict=True):
             self._collected.append((int(target["image_id"]), {k: v.cpu() for k, v in detection.items()}))
 
-    def _finish_evaluation(self, prefix: str) -> None:
-        dataset = self.trainer.datamodule.val_dataset if prefix == "val" else self.trainer.datamodule.test_dataset
-        self._report_skips(dataset, prefix)
+    def evaluation_scores(self) -> dict[str, float]:
         # every rank's detections, in image-id order: the same input to the evaluators as in one process
         collected = sorted(gather_objects(self._collected), key=lambda item: item[0])
         self._collected = []
@@ -183,9 +161,13 @@ class DetectionTask(pl.LightningModule):
         metrics: dict[str, float] = {}
         for evaluator in self._evaluators.values():
             metrics |= evaluator.compute()
-        self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items() if not k.startswith("AP50/")})
-        if self.trainer.state.fn in ("validate", "test") and not self.trainer.sanity_checking:
-            self.print(f"\n{prefix} ({self._evaluators['coco'].num_images_evaluated} images)\n{format_table(metrics)}")
+        return metrics
+
+    def format_scores(self, scores: dict[str, float]) -> str:
+        return format_table(scores)
+
+    def evaluated_images(self, dataset: Any) -> int:
+        return self._evaluators["coco"].num_images_evaluated
 
     def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
         images, metas = batch
@@ -196,11 +178,8 @@ class DetectionTask(pl.LightningModule):
             {**{k: v.cpu() for k, v in d.items()}, "path": m["path"]} for d, m in zip(detections, metas, strict=True)
         ]
 
-    def configure_callbacks(self) -> list[Callback]:
-        return [
-            DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold),
-            StopOnNonFiniteLoss(),
-        ]
+    def prediction_writer(self) -> Callback:
+        return DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold)
 
     def configure_optimizers(self):
         h = self.hparams

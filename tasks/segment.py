@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor, nn
@@ -19,10 +18,10 @@ from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel, load_segmenter_weights
 from tasks import optim
+from tasks.base import TaskModule
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.segmentation import IGNORE_INDEX, SegmentationDataModule
 from tasks.metrics.segmentation import format_iou_table, segmentation_scores
-from tasks.numerics import StopOnNonFiniteLoss
 from tasks.segmentation_outputs import SegmentationPredictionWriter
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def build_segmenter(
     return model
 
 
-class SegmentationTask(pl.LightningModule):
+class SegmentationTask(TaskModule):
     """Cross-entropy (ignore 255, auxiliary loss weight 0.5), warmup then poly decay; mIoU over the whole set."""
 
     def __init__(
@@ -123,34 +122,17 @@ class SegmentationTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
-    def _evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
+    def evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         images, masks = batch
         self.confusion.update(self.model(images).argmax(1), masks)
 
-    def _finish_evaluation(self, prefix: str) -> None:
+    def evaluation_scores(self) -> dict[str, float]:
         scores = segmentation_scores(self.confusion.compute(), self.class_names)
         self.confusion.reset()
-        datamodule = self.trainer.datamodule
-        dataset = datamodule.val_dataset if prefix == "val" else datamodule.test_dataset
-        skipped = getattr(dataset, "skipped_samples", 0)
-        if skipped:
-            log.warning("%s: %d unreadable or invalid samples skipped (see the warnings naming them)", prefix, skipped)
-            scores["skipped_samples"] = float(skipped)
-        self.log_dict({f"{prefix}/{k}": v for k, v in scores.items() if not k.startswith("IoU/")})
-        if self.trainer.state.fn in ("validate", "test") and not self.trainer.sanity_checking:
-            self.print(f"\n{prefix} ({len(dataset)} images)\n{format_iou_table(scores)}")
+        return scores
+
+    def format_scores(self, scores: dict[str, float]) -> str:
+        return format_iou_table(scores)
 
     def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
         images, metas = batch
@@ -160,8 +142,8 @@ class SegmentationTask(pl.LightningModule):
             for mask, meta in zip(labels, metas, strict=True)
         ]
 
-    def configure_callbacks(self) -> list[Callback]:
-        return [SegmentationPredictionWriter(self.predict_dir, self.class_names), StopOnNonFiniteLoss()]
+    def prediction_writer(self) -> Callback:
+        return SegmentationPredictionWriter(self.predict_dir, self.class_names)
 
     def configure_optimizers(self):
         h = self.hparams

@@ -14,9 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset, default_collate
-
 from tasks.data.classification_transforms import (
     AugmentPolicy,
     ClassificationEvalTransform,
@@ -25,7 +22,7 @@ from tasks.data.classification_transforms import (
     eval_resize_side,
 )
 from tasks.data.imagefolder import ClassificationPredictImages, ImageFolderClassification, find_classes, split_folder
-from tasks.data.loading import check_source, make_loader
+from tasks.data.loading import TaskDataModule, check_source
 from tasks.data.synthetic_classification import (
     CLASSIFICATION_CLASS_NAMES,
     DEFAULT_IMAGE_SIZE,
@@ -33,13 +30,12 @@ from tasks.data.synthetic_classification import (
     DEFAULT_VAL_IMAGES,
     ensure_synthetic_classification,
 )
-from tasks.resume import trainer_position
 
 ClassificationFormat = Literal["synthetic", "imagefolder"]
 CLASSIFICATION_FORMATS: tuple[str, ...] = get_args(ClassificationFormat)
 
 
-class ClassificationDataModule(pl.LightningDataModule):
+class ClassificationDataModule(TaskDataModule):
     """Image-classification data for the classification task.
 
     Args:
@@ -221,27 +217,3 @@ class ClassificationDataModule(pl.LightningDataModule):
             "predict": self.predict_dataset,
         }
         return {name: dataset.skipped_images for name, dataset in datasets.items() if dataset is not None}
-
-    # -- loaders -----------------------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset | None, name: str, batch_size: int, train: bool = False) -> DataLoader:
-        return make_loader(
-            dataset,
-            name,
-            batch_size,
-            self.num_workers,
-            default_collate,
-            train,
-            trainer_position(self, batch_size) if train else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, "train_dataset", self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, "val_dataset", self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "test_dataset", self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset, "predict_dataset", self.eval_batch_size)

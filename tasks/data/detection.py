@@ -11,17 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from tasks.data.coco import CocoDetection, class_names_of, coco_annotation_file, read_coco_categories
 from tasks.data.images import AnnotatedImages, PredictImages
-from tasks.data.loading import check_source, make_loader
+from tasks.data.loading import TaskDataModule, check_source
 from tasks.data.synthetic import ensure_synthetic_detection
 from tasks.data.transforms import AUGMENTS, Augment, DetectionTransform
 from tasks.data.voc import VOC_CLASS_NAMES, VocDetection
-from tasks.resume import trainer_position
 
 DatasetFormat = Literal["synthetic", "coco", "voc"]
 FORMATS: tuple[str, ...] = get_args(DatasetFormat)
@@ -33,7 +30,7 @@ def collate_detection(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple
     return torch.stack(images), list(targets)
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class DetectionDataModule(TaskDataModule):
     """Object-detection data for the SSDLite task.
 
     Args:
@@ -49,6 +46,8 @@ class DetectionDataModule(pl.LightningDataModule):
         synthetic_*: size of the generated dataset; cache_dir defaults to $MOBILENET_SUITE_CACHE or
             ~/.cache/mobilenet-suite.
     """
+
+    collate = staticmethod(collate_detection)
 
     def __init__(
         self,
@@ -177,27 +176,3 @@ class DetectionDataModule(pl.LightningDataModule):
             if self.predict_root is None:
                 raise ValueError("predict needs predict_root=<folder of images>")
             self.predict_dataset = PredictImages(self.predict_root, self.eval_transform())
-
-    # -- loaders -----------------------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset | None, name: str, train: bool = False) -> DataLoader:
-        return make_loader(
-            dataset,
-            name,
-            self.batch_size,
-            self.num_workers,
-            collate_detection,
-            train,
-            trainer_position(self, self.batch_size) if train else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, "train_dataset", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, "val_dataset")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "test_dataset")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset, "predict_dataset")

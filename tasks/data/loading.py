@@ -1,14 +1,16 @@
-"""Plumbing shared by the data modules: checking the data source arguments and building loaders."""
+"""Plumbing shared by the data modules: checking the data source arguments, building loaders, the loader methods."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from tasks.distributed import evaluation_sampler
-from tasks.resume import Position, ResumableLoader, ResumableSampler
+from tasks.resume import Position, ResumableLoader, ResumableSampler, trainer_position
 
 
 def check_source(
@@ -60,3 +62,35 @@ def make_loader(
         collate_fn=collate,
         generator=torch.Generator(),  # worker seeds drawn from here leave the global random stream untouched
     )
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """The four loaders of every task's data module, over the datasets its `setup` builds.
+
+    Subclasses set `collate`, and `predict_batch_size` where predict items differ in size; evaluation uses
+    `eval_batch_size` where the module has one, else `batch_size`.
+    """
+
+    collate: Callable[[list[Any]], Any] = staticmethod(default_collate)
+    predict_batch_size: int | None = None  # None: the evaluation batch size
+    batch_size: int
+    num_workers: int
+
+    def _eval_batch_size(self) -> int:
+        return getattr(self, "eval_batch_size", self.batch_size)
+
+    def _loader(self, name: str, batch_size: int, train: bool = False) -> DataLoader:
+        position = trainer_position(self, batch_size) if train else None
+        return make_loader(getattr(self, name, None), name, batch_size, self.num_workers, self.collate, train, position)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train_dataset", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val_dataset", self._eval_batch_size())
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test_dataset", self._eval_batch_size())
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict_dataset", self.predict_batch_size or self._eval_batch_size())

@@ -13,12 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 
-from tasks.data.loading import check_source, make_loader
+from tasks.data.loading import TaskDataModule, check_source
 from tasks.data.segmentation_datasets import (
     CocoSegmentation,
     SegmentationDataset,
@@ -35,7 +33,6 @@ from tasks.data.segmentation_transforms import (
 )
 from tasks.data.synthetic_segmentation import SEGMENTATION_CLASS_NAMES, ensure_synthetic_segmentation
 from tasks.data.voc import VOC_CLASS_NAMES
-from tasks.resume import trainer_position
 
 SegmentationFormat = Literal["synthetic", "voc", "coco"]
 SEGMENTATION_FORMATS: tuple[str, ...] = get_args(SegmentationFormat)
@@ -63,7 +60,7 @@ def collate_segmentation(
     return stacked, list(seconds)
 
 
-class SegmentationDataModule(pl.LightningDataModule):
+class SegmentationDataModule(TaskDataModule):
     """Semantic-segmentation data for the DeepLabV3 / LR-ASPP task.
 
     Args:
@@ -84,6 +81,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         synthetic_*: size of the generated dataset; cache_dir defaults to $MOBILENET_SUITE_CACHE or
             ~/.cache/mobilenet-suite.
     """
+
+    collate = staticmethod(collate_segmentation)
+    predict_batch_size = 1  # images of different sizes, each at its own size
 
     def __init__(
         self,
@@ -228,27 +228,3 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.predict_dataset = SegmentationPredictImages(
                 self.predict_root, self.eval_transform(), skip_bad_samples=self.skip_bad_samples
             )
-
-    # -- loaders -----------------------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset | None, name: str, batch_size: int, train: bool = False) -> DataLoader:
-        return make_loader(
-            dataset,
-            name,
-            batch_size,
-            self.num_workers,
-            collate_segmentation,
-            train,
-            trainer_position(self, batch_size) if train else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, "train_dataset", self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, "val_dataset", self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "test_dataset", self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset, "predict_dataset", 1)

@@ -89,7 +89,8 @@ def test_validate_prints_top1_and_top_k(tmp_path, trained_checkpoint, capsys):
     cli = run(tmp_path, "validate", "--ckpt_path", str(checkpoint), *data)
     top1 = float(cli.trainer.callback_metrics["val/top1"])
     assert min(abs(top1 - k / 3) for k in range(4)) < 1e-6  # a count out of the 3 val images
-    assert "val (3 images): top1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "val (3 images)\ntop1 " in printed and "top3 " in printed
 
 
 def test_ema_weights_are_the_checkpoints_model(trained_checkpoint):
