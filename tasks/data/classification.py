@@ -120,7 +120,6 @@ class ClassificationDataModule(TaskDataModule):
         self.synthetic_val_images = synthetic_val_images
         self.synthetic_image_size = synthetic_image_size
         self.cache_dir = cache_dir
-        self._data_root: Path | None = None
         self._class_names: list[str] | None = None
         self.train_dataset: ImageFolderClassification | None = None
         self.val_dataset: ImageFolderClassification | None = None
@@ -149,23 +148,10 @@ class ClassificationDataModule(TaskDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def data_root(self) -> Path:
-        """The dataset folder; for synthetic, generated on first access."""
-        if self._data_root is None:
-            if self.format == "synthetic":
-                self._data_root = ensure_synthetic_classification(
-                    self.cache_dir, self.synthetic_train_images, self.synthetic_val_images, self.synthetic_image_size
-                )
-            else:
-                self._data_root = Path(self.root)  # type: ignore[arg-type]
-        return self._data_root
-
-    # -- datasets ----------------------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
-        if self.format == "synthetic":
-            _ = self.data_root
+    def generate_synthetic(self) -> Path:
+        return ensure_synthetic_classification(
+            self.cache_dir, self.synthetic_train_images, self.synthetic_val_images, self.synthetic_image_size
+        )
 
     def train_transform(self) -> ClassificationTrainTransform:
         return ClassificationTrainTransform(

@@ -97,7 +97,6 @@ class DetectionDataModule(TaskDataModule):
         self.synthetic_image_size = synthetic_image_size
         self.cache_dir = cache_dir
         self._class_names: list[str] | None = None
-        self._data_root: Path | None = None
         self.train_dataset: AnnotatedImages | None = None
         self.val_dataset: AnnotatedImages | None = None
         self.test_dataset: AnnotatedImages | None = None
@@ -122,26 +121,10 @@ class DetectionDataModule(TaskDataModule):
         """Foreground classes + 1 (background is label 0)."""
         return len(self.class_names)
 
-    @property
-    def data_root(self) -> Path:
-        """The dataset folder; for synthetic, generated on first access."""
-        if self._data_root is None:
-            if self.format == "synthetic":
-                self._data_root = ensure_synthetic_detection(
-                    self.cache_dir,
-                    self.synthetic_train_images,
-                    self.synthetic_val_images,
-                    self.synthetic_image_size,
-                )
-            else:
-                self._data_root = Path(self.root)  # type: ignore[arg-type]
-        return self._data_root
-
-    # -- datasets ----------------------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
-        if self.format == "synthetic":
-            _ = self.data_root
+    def generate_synthetic(self) -> Path:
+        return ensure_synthetic_detection(
+            self.cache_dir, self.synthetic_train_images, self.synthetic_val_images, self.synthetic_image_size
+        )
 
     def eval_transform(self) -> DetectionTransform:
         """Resize (or letterbox), normalise, to tensor: for val, test and predict."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -68,13 +69,33 @@ class TaskDataModule(pl.LightningDataModule):
     """The four loaders of every task's data module, over the datasets its `setup` builds.
 
     Subclasses set `collate`, and `predict_batch_size` where predict items differ in size; evaluation uses
-    `eval_batch_size` where the module has one, else `batch_size`.
+    `eval_batch_size` where the module has one, else `batch_size`. `data_root` is `root`, or for
+    format="synthetic" the folder `generate_synthetic` returns.
     """
 
     collate: Callable[[list[Any]], Any] = staticmethod(default_collate)
     predict_batch_size: int | None = None  # None: the evaluation batch size
+    format: str
+    root: str | None
     batch_size: int
     num_workers: int
+    _data_root: Path | None = None
+
+    def generate_synthetic(self) -> Path:
+        """Generate (once, cached) this task's synthetic dataset and return its folder."""
+        raise NotImplementedError
+
+    @property
+    def data_root(self) -> Path:
+        """The dataset folder; for synthetic, generated on first access."""
+        if self._data_root is None:
+            self._data_root = self.generate_synthetic() if self.format == "synthetic" else Path(self.root or ".")
+        return self._data_root
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
+        if self.format == "synthetic":
+            _ = self.data_root
 
     def _eval_batch_size(self) -> int:
         return getattr(self, "eval_batch_size", self.batch_size)

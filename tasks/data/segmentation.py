@@ -143,7 +143,6 @@ class SegmentationDataModule(TaskDataModule):
         self.synthetic_val_images = synthetic_val_images
         self.synthetic_image_size = synthetic_image_size
         self.cache_dir = cache_dir
-        self._data_root: Path | None = None
         self.train_dataset: SegmentationDataset | None = None
         self.val_dataset: SegmentationDataset | None = None
         self.test_dataset: SegmentationDataset | None = None
@@ -165,23 +164,10 @@ class SegmentationDataModule(TaskDataModule):
         """The mask value that losses and metrics skip (borders, void, padding)."""
         return IGNORE_INDEX
 
-    @property
-    def data_root(self) -> Path:
-        """The dataset folder; for synthetic, generated on first access."""
-        if self._data_root is None:
-            if self.format == "synthetic":
-                self._data_root = ensure_synthetic_segmentation(
-                    self.cache_dir, self.synthetic_train_images, self.synthetic_val_images, self.synthetic_image_size
-                )
-            else:
-                self._data_root = Path(self.root)  # type: ignore[arg-type]
-        return self._data_root
-
-    # -- datasets ----------------------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
-        if self.format == "synthetic":
-            _ = self.data_root
+    def generate_synthetic(self) -> Path:
+        return ensure_synthetic_segmentation(
+            self.cache_dir, self.synthetic_train_images, self.synthetic_val_images, self.synthetic_image_size
+        )
 
     def train_transform(self) -> SegmentationTrainTransform:
         return SegmentationTrainTransform(self.crop_size, self.base_size, self.scale_range, self.mean, self.std)
