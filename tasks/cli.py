@@ -41,6 +41,14 @@ class TaskCLI(LightningCLI):
         if config.get("backbone") not in list_backbones():
             raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Atomic checkpoint writes unless the config names its own plugins (an instance default would not
+        serialise into the saved config.yaml)."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if not config.get("trainer", {}).get("plugins"):
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
     def before_fit(self) -> None:
         """`--ckpt_path last`: the newest last.ckpt under the run's root, from whichever earlier run wrote it."""
         config = self.config_init[self.subcommand]
@@ -54,14 +62,13 @@ class TaskCLI(LightningCLI):
 
 def trainer_defaults(monitor: str, filename: str, max_epochs: int) -> dict[str, Any]:
     """The tasks' Trainer defaults, fresh per run (a callback instance must not carry one run's paths into the
-    next): the best checkpoint by `monitor` (higher is better), atomic checkpoint writes, no sanity check."""
+    next): the best checkpoint by `monitor` (higher is better), exact resumption, no sanity check."""
     best = ModelCheckpoint(monitor=monitor, mode="max", filename=filename, auto_insert_metric_name=False)
     return {
         "max_epochs": max_epochs,
         "num_sanity_val_steps": 0,
         "log_every_n_steps": 10,
         "callbacks": [best, ExactResume()],
-        "plugins": [AtomicCheckpointIO()],
     }
 
 

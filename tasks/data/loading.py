@@ -77,6 +77,10 @@ class TaskDataModule(pl.LightningDataModule):
     predict_batch_size: int | None = None  # None: the evaluation batch size
     format: str
     root: str | None
+    train_split: str
+    val_split: str
+    test_split: str | None
+    predict_root: str | None
     batch_size: int
     num_workers: int
     _data_root: Path | None = None
@@ -96,6 +100,27 @@ class TaskDataModule(pl.LightningDataModule):
         """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
         if self.format == "synthetic":
             _ = self.data_root
+
+    def build_dataset(self, split: str, train: bool) -> Dataset:
+        """One split, with the training or the evaluation transform."""
+        raise NotImplementedError
+
+    def build_predict_dataset(self, root: str) -> Dataset:
+        """The images of a folder, for predict."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets the stage needs ("fit", "validate", "test", "predict"; None builds all but predict)."""
+        if stage in ("fit", None) and getattr(self, "train_dataset", None) is None:
+            self.train_dataset = self.build_dataset(self.train_split, train=True)
+        if stage in ("fit", "validate", None) and getattr(self, "val_dataset", None) is None:
+            self.val_dataset = self.build_dataset(self.val_split, train=False)
+        if stage in ("test", None) and getattr(self, "test_dataset", None) is None:
+            self.test_dataset = self.build_dataset(self.test_split or self.val_split, train=False)
+        if stage == "predict" and getattr(self, "predict_dataset", None) is None:
+            if self.predict_root is None:
+                raise ValueError("predict needs predict_root=<folder of images>")
+            self.predict_dataset = self.build_predict_dataset(self.predict_root)
 
     def _eval_batch_size(self) -> int:
         return getattr(self, "eval_batch_size", self.batch_size)

@@ -200,17 +200,5 @@ class SegmentationDataModule(TaskDataModule):
             skip_bad_samples=self.skip_bad_samples,
         )
 
-    def setup(self, stage: str | None = None) -> None:
-        """Build the datasets the stage needs ("fit", "validate", "test", "predict"; None builds all but predict)."""
-        if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = self.build_dataset(self.train_split, train=True)
-        if stage in ("fit", "validate", None) and self.val_dataset is None:
-            self.val_dataset = self.build_dataset(self.val_split, train=False)
-        if stage in ("test", None) and self.test_dataset is None:
-            self.test_dataset = self.build_dataset(self.test_split or self.val_split, train=False)
-        if stage == "predict" and self.predict_dataset is None:
-            if self.predict_root is None:
-                raise ValueError("predict needs predict_root=<folder of images>")
-            self.predict_dataset = SegmentationPredictImages(
-                self.predict_root, self.eval_transform(), skip_bad_samples=self.skip_bad_samples
-            )
+    def build_predict_dataset(self, root: str) -> SegmentationPredictImages:
+        return SegmentationPredictImages(root, self.eval_transform(), skip_bad_samples=self.skip_bad_samples)

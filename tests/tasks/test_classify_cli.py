@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision
 
+from tasks.checkpointing import AtomicCheckpointIO
 from tasks.classify import main
 from tasks.cli import last_checkpoint_path
 from tests.conftest import save_state_dict
@@ -61,6 +62,7 @@ def test_fast_dev_run_on_each_format(tmp_path, data_format):
     cli = run(tmp_path, "fit", "--trainer.fast_dev_run", "1", *data)
     assert cli.model.hparams.num_classes == cli.datamodule.num_classes
     assert cli.model.class_names == cli.datamodule.class_names
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     if data_format == "imagefolder":
         assert cli.model.class_names == sorted(CLASSES)  # synset folder names kept as class names
     metrics = cli.trainer.callback_metrics
