@@ -20,8 +20,9 @@ PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 class DetectionPredictionWriter(BasePredictionWriter):
     """Writes `<dir>/<image stem>.jpg` with boxes, class names and scores drawn, and `<dir>/detections.json`.
 
-    The JSON is a COCO results list (`bbox` as x, y, w, h in original pixels) with `category_id` the model's
-    label (1..K) and `category_name` its class name; `image_id` indexes the images in prediction order.
+    The JSON is a COCO results list (`bbox` as x, y, w, h in original pixels) with `category_id` the dataset's
+    own category id (the data module's `label_to_category_id`: COCO's ids, the label itself for VOC) and
+    `category_name` its class name; `image_id` indexes the images in prediction order.
     """
 
     def __init__(self, output_dir: str, class_names: list[str], score_threshold: float = 0.3) -> None:
@@ -32,6 +33,7 @@ class DetectionPredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices):
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        to_category = dict(getattr(trainer.datamodule, "label_to_category_id", None) or {})
         results = []
         for image_id, detection in enumerate(d for batch in predictions for d in batch):
             path = Path(detection["path"])
@@ -42,7 +44,7 @@ class DetectionPredictionWriter(BasePredictionWriter):
                     {
                         "image_id": image_id,
                         "file_name": path.name,
-                        "category_id": int(label),
+                        "category_id": to_category.get(int(label), int(label)),
                         "category_name": self.class_names[int(label)],
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                         "score": score,

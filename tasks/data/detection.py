@@ -110,11 +110,19 @@ class DetectionDataModule(TaskDataModule):
             if self.format == "voc":
                 self._class_names = list(VOC_CLASS_NAMES)
             else:
-                # Categories from the val file: usually far smaller than train's, and the two must agree.
-                self._class_names = class_names_of(
-                    read_coco_categories(coco_annotation_file(self.data_root, self.val_split))
-                )
+                self._class_names = class_names_of(self._categories())
         return list(self._class_names)
+
+    @property
+    def label_to_category_id(self) -> dict[int, int]:
+        """Label 1..K -> the dataset's category id (COCO's own ids; VOC's and synthetic's equal the labels)."""
+        if self.format == "voc":
+            return {label: label for label in range(1, len(VOC_CLASS_NAMES))}
+        return {label: int(c["id"]) for label, c in enumerate(self._categories(), start=1)}
+
+    def _categories(self) -> list[dict[str, Any]]:
+        # Categories from the val file: usually far smaller than train's, and the two must agree.
+        return read_coco_categories(coco_annotation_file(self.data_root, self.val_split))
 
     @property
     def num_classes(self) -> int:

@@ -172,3 +172,27 @@ def test_corrupt_image_is_skipped_counted_and_reported(tmp_path, caplog):
     cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", *data)
     assert float(cli.trainer.callback_metrics["val/skipped_images"]) >= 1
     assert corrupt.name in caplog.text and "1 bad samples replaced by their neighbours" in caplog.text
+
+
+def test_predicted_category_ids_are_the_datasets_own(tmp_path):
+    """A COCO dataset with category ids 1, 5, 90: labels 1..3 are written back as those ids."""
+    from types import SimpleNamespace
+
+    from tasks.data.detection import DetectionDataModule
+    from tasks.detection_outputs import DetectionPredictionWriter
+
+    root = write_coco_dataset(tmp_path / "coco", category_ids=(1, 5, 90))
+    datamodule = DetectionDataModule(format="coco", root=str(root), image_size=96)
+    assert datamodule.label_to_category_id == {1: 1, 2: 5, 3: 90}
+    image = next((root / "val").glob("*.jpg"))
+    detection = {
+        "path": str(image),
+        "boxes": torch.tensor([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 20.0, 20.0]]),
+        "scores": torch.tensor([0.9, 0.8]),
+        "labels": torch.tensor([3, 2]),
+    }
+    writer = DetectionPredictionWriter(str(tmp_path / "out"), datamodule.class_names)
+    writer.write_on_epoch_end(SimpleNamespace(datamodule=datamodule), None, [[detection]], [])
+    results = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [(r["category_id"], r["category_name"]) for r in results] == [(90, "cat90"), (5, "cat5")]
+    assert results[0]["bbox"] == [1.0, 2.0, 29.0, 38.0]
