@@ -209,3 +209,10 @@ def normal_init(module: nn.Module, std: float = 0.03) -> None:
             nn.init.normal_(layer.weight, mean=0.0, std=std)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+def set_norm_momentum(module: nn.Module, momentum: float) -> None:
+    """Every batch norm's running-average momentum, e.g. 0.1 for short schedules (torchvision's V3 uses 0.01)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.momentum = momentum

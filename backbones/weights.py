@@ -57,14 +57,20 @@ def load_file(path: str | Path, kind: str = "weights") -> Any:
         raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint: {error}") from error
 
 
+def model_state(obj: Any) -> Any:
+    """A plain state dict as it is; a training checkpoint's "state_dict", reduced to its `model.` entries (the
+    network) when it is one of the tasks' Lightning checkpoints."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+        if any(k.startswith(LIGHTNING_PREFIX) for k in obj):
+            obj = {k.removeprefix(LIGHTNING_PREFIX): v for k, v in obj.items() if k.startswith(LIGHTNING_PREFIX)}
+    return obj
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a state dict (or a training checkpoint holding one under "state_dict") with weights_only=True."""
     path = Path(path)
-    obj = load_file(path)
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-        if any(k.startswith(LIGHTNING_PREFIX) for k in obj):  # a task checkpoint: its `model.` entries
-            obj = {k.removeprefix(LIGHTNING_PREFIX): v for k, v in obj.items() if k.startswith(LIGHTNING_PREFIX)}
+    obj = model_state(load_file(path))
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
     state_dict = dict(obj)

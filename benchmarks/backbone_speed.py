@@ -13,30 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 
-import timm
 import torch
-import torchvision
 from torch import nn
 
 from backbones import create_classifier
-
-PEERS: dict[str, dict[str, Callable[[], nn.Module]]] = {
-    "v1": {"timm": lambda: timm.create_model("mobilenetv1_100")},
-    "v2": {
-        "torchvision": lambda: torchvision.models.mobilenet_v2(),
-        "timm": lambda: timm.create_model("mobilenetv2_100"),
-    },
-    "v3_large": {
-        "torchvision": lambda: torchvision.models.mobilenet_v3_large(),
-        "timm": lambda: timm.create_model("mobilenetv3_large_100"),
-    },
-    "v3_small": {
-        "torchvision": lambda: torchvision.models.mobilenet_v3_small(),
-        "timm": lambda: timm.create_model("mobilenetv3_small_100"),
-    },
-}
+from benchmarks.peers import PEERS
 
 
 @torch.inference_mode()

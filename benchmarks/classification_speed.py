@@ -18,13 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from backbones import create_classifier
+from benchmarks.peers import TIMM_NAMES
 
-TIMM_NAMES = {
-    "v1": "mobilenetv1_100",
-    "v2": "mobilenetv2_100",
-    "v3_large": "mobilenetv3_large_100",
-    "v3_small": "mobilenetv3_small_100",
-}
 SIZE = 224
 NUM_CLASSES = 1000
 

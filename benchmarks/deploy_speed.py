@@ -25,33 +25,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import timm
 import torch
-import torchvision
 from torch import nn
 
 from backbones import create_classifier
 from backbones.profile import count_madds
+from benchmarks.peers import PEERS  # the first peer is also exported to ONNX
 from deploy.export import DEFAULT_OPSET, INPUT_NAME, export_onnx, ort_session
 from deploy.folding import fold_batch_norms
 from deploy.quantize import quantize_onnx
 
-# eager peers; the first one is also exported to ONNX
-PEERS: dict[str, dict[str, Callable[[], nn.Module]]] = {
-    "v1": {"timm": lambda: timm.create_model("mobilenetv1_100")},
-    "v2": {
-        "torchvision": lambda: torchvision.models.mobilenet_v2(),
-        "timm": lambda: timm.create_model("mobilenetv2_100"),
-    },
-    "v3_large": {
-        "torchvision": lambda: torchvision.models.mobilenet_v3_large(),
-        "timm": lambda: timm.create_model("mobilenetv3_large_100"),
-    },
-    "v3_small": {
-        "torchvision": lambda: torchvision.models.mobilenet_v3_small(),
-        "timm": lambda: timm.create_model("mobilenetv3_small_100"),
-    },
-}
 MATMUL_SIZE = 1024
 CALIBRATION_BATCHES = 4
 CALIBRATION_BATCH_SIZE = 8

@@ -6,19 +6,13 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from backbones.weights import LIGHTNING_PREFIX, load_file
+from backbones.weights import load_file, model_state
 
 
 def read_model_state(path: str | Path, kind: str) -> dict[str, Tensor]:
     """A state dict from `path` (weights_only); a Lightning checkpoint yields its `model.` entries."""
     path = Path(path)
-    state = load_file(path, f"{kind} weights")
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a Lightning checkpoint
-        state = {
-            k.removeprefix(LIGHTNING_PREFIX): v
-            for k, v in state["state_dict"].items()
-            if k.startswith(LIGHTNING_PREFIX)
-        }
+    state = model_state(load_file(path, f"{kind} weights"))
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state

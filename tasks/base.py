@@ -11,6 +11,8 @@ from pytorch_lightning.callbacks import Callback
 from tasks.numerics import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
+# batch-norm momentum of models trained from scratch here: running averages that keep up with a short schedule
+NORM_MOMENTUM = 0.1
 
 
 class TaskModule(pl.LightningModule):

@@ -7,22 +7,21 @@ from typing import Any
 
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.transforms import v2
 
 from backbones import create_classifier
-from backbones.builder import normal_init
+from backbones.builder import normal_init, set_norm_momentum
 from backbones.classifier import MobileNetClassifier
 from deploy.cli import export_main, is_export
 from tasks import optim
-from tasks.base import TaskModule
+from tasks.base import NORM_MOMENTUM, TaskModule
 from tasks.classification_outputs import TOP_K, ClassificationPredictionWriter
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.classification import ClassificationDataModule
 
 log = logging.getLogger(__name__)
-NORM_MOMENTUM = 0.1  # running averages that keep up with a short schedule (torchvision's V3 uses 0.01)
 DEFAULT_RESOLUTION = 128
 
 
@@ -39,9 +38,7 @@ def build_classifier(
     model = create_classifier(backbone, num_classes, width=width, dropout=dropout, weights=weights)
     if weights is None:
         normal_init(model.backbone)  # no denormal floats on CPU (see normal_init)
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.momentum = NORM_MOMENTUM
+        set_norm_momentum(model, NORM_MOMENTUM)
     return model
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.callbacks import Callback
-from torch import Tensor, nn
+from torch import Tensor
 
 from backbones import create_backbone
-from backbones.builder import normal_init
+from backbones.builder import normal_init, set_norm_momentum
 from deploy.cli import export_main, is_export
 from heads.ssdlite import NORM, SSDLite
 from heads.ssdlite_weights import load_detector_weights
@@ -49,9 +49,7 @@ def build_detector(
     )
     if backbone_weights is None:
         normal_init(features)  # torchvision's from-scratch SSDLite initialisation
-    for module in features.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = NORM["norm_momentum"]
+    set_norm_momentum(features, NORM["norm_momentum"])
     model = SSDLite(features, num_classes, width=width)
     model.image_size = image_size or PAPER_IMAGE_SIZE.get(backbone, DEFAULT_IMAGE_SIZE)
     if weights is not None:

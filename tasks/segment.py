@@ -12,13 +12,13 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from backbones import create_backbone
-from backbones.builder import normal_init
+from backbones.builder import normal_init, set_norm_momentum
 from deploy.cli import export_main, is_export
 from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel, load_segmenter_weights
 from tasks import optim
-from tasks.base import TaskModule
+from tasks.base import NORM_MOMENTUM, TaskModule
 from tasks.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
 from tasks.data.segmentation import IGNORE_INDEX, SegmentationDataModule
 from tasks.metrics.segmentation import format_iou_table, segmentation_scores
@@ -26,7 +26,6 @@ from tasks.segmentation_outputs import SegmentationPredictionWriter
 
 log = logging.getLogger(__name__)
 Head = Literal["lraspp", "deeplabv3"]
-NORM_MOMENTUM = 0.1  # running averages that keep up with a short schedule (torchvision's V3 uses 0.01)
 
 
 def build_segmenter(
@@ -54,9 +53,7 @@ def build_segmenter(
     )
     if backbone_weights is None:
         normal_init(features)  # from scratch: torchvision's SSDLite start (see normal_init for why)
-    for module in features.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = NORM_MOMENTUM
+    set_norm_momentum(features, NORM_MOMENTUM)
     channels = features.feature_info.channels()
     if head == "lraspp":
         decoder: nn.Module = LRASPPHead(channels, num_classes)
