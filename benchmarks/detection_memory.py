@@ -16,7 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
-from tasks.detect import main as detect_main
+from tasks.detect.task import main as detect_main
 
 
 def _status_mb(pid: int | str, field: str) -> float:

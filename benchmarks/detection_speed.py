@@ -18,8 +18,8 @@ import time
 import torch
 import torchvision
 
-from tasks.data.detection import DetectionDataModule
-from tasks.detect import build_detector
+from tasks.detect.data.module import DetectionDataModule
+from tasks.detect.model import build_detector
 
 SIZE = 320
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from tasks.segment import build_segmenter
+from tasks.segment.model import build_segmenter
 
 NUM_CLASSES = 21
 LATENCY_SIZE = 520

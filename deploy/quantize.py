@@ -43,7 +43,7 @@ from deploy.export import (
     read_task_checkpoint,
     resize_images,
 )
-from tasks.metrics.segmentation import segmentation_scores
+from tasks.segment.metrics import segmentation_scores
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,9 @@ def evaluate_detection(
     Detections go through `detections_from_outputs` (SSDLite's own postprocess), then to original-image pixels as
     the detection task maps them, into the task's evaluators.
     """
-    from tasks.detect import to_original_coordinates
-    from tasks.metrics import CocoEvaluator, VocEvaluator
+    from tasks.detect.metrics.coco import CocoEvaluator
+    from tasks.detect.metrics.voc import VocEvaluator
+    from tasks.detect.model import to_original_coordinates
 
     evaluators: dict[str, dict[str, Any]] = {}
     for name in sessions:

@@ -1,1 +1,1 @@
-"""Lightning tasks: detection, segmentation and classification (one module each)."""
+"""Lightning tasks: detection, segmentation and classification (one package each), and what they share (common)."""

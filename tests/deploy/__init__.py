@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from tasks.classify import ClassificationTask
-from tasks.data.classification import ClassificationDataModule
-from tasks.data.detection import DetectionDataModule
-from tasks.data.segmentation import SegmentationDataModule
-from tasks.detect import DetectionTask
-from tasks.segment import SegmentationTask
+from tasks.classify.data.module import ClassificationDataModule
+from tasks.classify.task import ClassificationTask
+from tasks.detect.data.module import DetectionDataModule
+from tasks.detect.task import DetectionTask
+from tasks.segment.data.module import SegmentationDataModule
+from tasks.segment.task import SegmentationTask
 from tests.conftest import randomize_norms
 
 SIZE = 64

@@ -25,7 +25,7 @@ from deploy.export import (
     read_task_checkpoint,
 )
 from deploy.folding import fold_batch_norms
-from tasks.classify import main as classify_main
+from tasks.classify.task import main as classify_main
 from tests.deploy import SIZE, tiny_task, write_checkpoint
 
 

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from backbones import create_classifier
 from deploy.export import DetectorOutputs
 from deploy.folding import conv_bn_pairs, fold_batch_norms
-from tasks.detect import build_detector
-from tasks.segment import build_segmenter
+from tasks.detect.model import build_detector
+from tasks.segment.model import build_segmenter
 from tests.conftest import randomize_norms
 
 MODELS: dict[str, Callable[[], nn.Module]] = {

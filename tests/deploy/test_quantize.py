@@ -20,8 +20,8 @@ from deploy.quantize import (
     main,
     quantize_onnx,
 )
-from tasks.detect import to_original_coordinates
-from tasks.metrics import CocoEvaluator
+from tasks.detect.metrics.coco import CocoEvaluator
+from tasks.detect.model import to_original_coordinates
 from tests.deploy import SIZE, tiny_task, write_checkpoint
 
 

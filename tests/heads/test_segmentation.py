@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from backbones import list_backbones
-from tasks.segment import build_segmenter
+from tasks.segment.model import build_segmenter
 from tests.conftest import randomize_norms
 
 NUM_CLASSES = 4

@@ -6,7 +6,7 @@ import torchvision
 
 from backbones import list_backbones
 from heads.ssdlite import SSDLiteHead
-from tasks.detect import build_detector
+from tasks.detect.model import build_detector
 
 NUM_CLASSES = 5
 

@@ -1,0 +1,150 @@
+"""Image classification on any MobileNet at any width and resolution: `python -m tasks.classify fit --backbone v1`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from deploy.cli import export_main, is_export
+from tasks.classify.data.module import ClassificationDataModule
+from tasks.classify.model import DEFAULT_RESOLUTION, build_classifier, build_mixing
+from tasks.classify.outputs import TOP_K, ClassificationPredictionWriter
+from tasks.common import optim
+from tasks.common.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
+from tasks.common.task import TaskModule
+
+log = logging.getLogger(__name__)
+
+
+class ClassificationTask(TaskModule):
+    """Cross-entropy (label smoothing, MixUp/CutMix), warmup then cosine or exponential decay; top-1/top-5.
+
+    The default optimizer is AdamW (lr 3e-3, cosine) for short from-scratch runs on a CPU; the papers' RMSprop
+    and SGD recipes are in configs/classify/. `ema_decay` keeps an exponential moving average of the weights
+    (Lightning's EMAWeightAveraging): validation, the final model and checkpoints' `state_dict` use the average.
+    `freeze_backbone` trains the head only, with the backbone's batch norms kept in eval mode.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "v3_small",
+        num_classes: int = 8,
+        width: float = 1.0,
+        resolution: int = DEFAULT_RESOLUTION,
+        dropout: float | None = None,
+        weights: str | None = None,
+        freeze_backbone: bool = False,
+        class_names: list[str] | None = None,
+        optimizer: optim.Optimizer = "adamw",
+        lr: float = 0.003,
+        momentum: float = 0.9,
+        weight_decay: float = 0.01,
+        warmup_epochs: float = 0.5,
+        decay: optim.Decay = "cosine",
+        decay_rate: float = 0.98,
+        decay_epochs: float = 1.0,
+        label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        ema_decay: float | None = None,
+        predict_dir: str = "predictions",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["predict_dir"])  # an output setting, not part of the model
+        self.predict_dir = predict_dir
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.model = build_classifier(backbone, num_classes, width=width, dropout=dropout, weights=weights)
+        if freeze_backbone:
+            self.model.backbone.requires_grad_(False)
+        self.mixing = build_mixing(mixup_alpha, cutmix_alpha, num_classes)
+        self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
+        self.top_k = min(TOP_K, num_classes)
+        self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.topk = MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro")
+
+    def train(self, mode: bool = True) -> ClassificationTask:
+        super().train(mode)
+        if self.hparams.freeze_backbone:
+            self.model.backbone.eval()  # frozen statistics too, not only frozen weights
+        return self
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        targets = labels
+        if self.mixing is not None:
+            images, targets = self.mixing(images, labels)  # soft targets [B, K]
+        loss = F.cross_entropy(self.model(images), targets, label_smoothing=self.hparams.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
+        images, labels = batch
+        logits = self.model(images)
+        self.top1.update(logits, labels)
+        self.topk.update(logits, labels)
+
+    def evaluation_scores(self) -> dict[str, float]:
+        scores = {"top1": float(self.top1.compute()), f"top{self.top_k}": float(self.topk.compute())}
+        self.top1.reset()
+        self.topk.reset()
+        return scores
+
+    def predict_step(self, batch: tuple[Tensor, list[str]], batch_idx: int) -> list[dict[str, Any]]:
+        images, paths = batch
+        scores, labels = self.model(images).softmax(1).topk(self.top_k, dim=1)
+        return [
+            {"path": path, "labels": label.tolist(), "scores": score.tolist()}
+            for path, label, score in zip(paths, labels.cpu(), scores.cpu(), strict=True)
+        ]
+
+    def prediction_writer(self) -> Callback:
+        return ClassificationPredictionWriter(self.predict_dir, self.class_names)
+
+    def configure_callbacks(self) -> list[Callback]:
+        callbacks = super().configure_callbacks()
+        if self.hparams.ema_decay is not None:
+            callbacks.append(EMAWeightAveraging(decay=self.hparams.ema_decay))
+        return callbacks
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return optim.configure(
+            self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, h.decay, h.decay_rate, h.decay_epochs
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_matches(self, checkpoint, ("backbone", "num_classes", "width"))
+
+
+class ClassifyCLI(TaskCLI):
+    top_level = {
+        "resolution": (int, DEFAULT_RESOLUTION, "training crop; evaluation resizes to resolution / 0.875, then crops")
+    }
+    links = (("resolution", "data.resolution"),)
+
+
+def main(args: Any = None):
+    """`python -m tasks.classify {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
+    if is_export(args):
+        return export_main("classify", args)
+    return run_cli(
+        ClassifyCLI,
+        ClassificationTask,
+        ClassificationDataModule,
+        args,
+        trainer_defaults("val/top1", "best-epoch{epoch}-top1{val/top1:.3f}", max_epochs=20),
+    )
+

@@ -1,0 +1,199 @@
+"""Robust image decoding and the skip-and-count dataset base that every detection dataset shares.
+
+A corrupt or unreadable image must not stop a long training run: `SkippingDataset.__getitem__` logs it, counts
+it in a counter shared with DataLoader worker processes, and returns the next readable item instead. The batch
+size therefore never changes; an evaluation loop sees the substitute item under its own `image_id`.
+Subclasses choose which errors count as a bad item (`skippable_errors`). `build_folder_atomically` publishes a
+generated dataset folder all at once, for the synthetic generators.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset, get_worker_info
+
+logger = logging.getLogger(__name__)
+
+SKIP_COUNTER_SLOTS = 256
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # PIL modes of 16-bit grayscale (PNG, TIFF)
+
+
+class UnreadableImageError(OSError):
+    """An image file that is missing, truncated or not an image."""
+
+
+class ImageSizeMismatchError(ValueError):
+    """An image whose decoded size (EXIF orientation applied) differs from the size its annotation gives."""
+
+
+def size_mismatch_message(path: str | Path, image_shape: Sequence[int], width: int, height: int, source: str) -> str:
+    """The error text for an image of `image_shape` (H, W, ...) that `source` says is width x height."""
+    message = (
+        f"image {path} is {image_shape[1]}x{image_shape[0]} (WxH, EXIF orientation applied) but {source} says "
+        f"{width}x{height}; its annotations would not line up"
+    )
+    if (image_shape[1], image_shape[0]) == (height, width) and width != height:
+        message += (
+            " (sides swapped: is the file EXIF-rotated and the annotation in its stored frame? Sizes and boxes "
+            "must be in the displayed frame, as annotation tools show the image)"
+        )
+    return message
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode `path` to an RGB uint8 array [H, W, 3], EXIF orientation applied (the frame annotation tools show).
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images all come back as 8-bit RGB. 16-bit values v
+    become v >> 8, for grayscale as Pillow itself does for 16-bit RGB, so one 16-bit value maps to one 8-bit
+    value in every image; 32-bit integer and float images (range unknown) are scaled by their own maximum.
+    """
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            if image.mode in SIXTEEN_BIT_MODES:
+                # PIL's convert("RGB") saturates 16-bit values instead of scaling them.
+                image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
+            elif image.mode in ("I", "F"):
+                values = np.asarray(image, dtype=np.float32)
+                peak = max(float(values.max()), 1.0)
+                image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8))
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise UnreadableImageError(f"cannot read image {path}: {error}") from error
+
+
+def list_image_files(folder: str | Path) -> list[Path]:
+    """Image files directly inside `folder` (extensions in IMAGE_EXTENSIONS), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def build_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(staging)` on a hidden temporary sibling of `final`, then rename it to `final`; return `final`.
+
+    An interrupted run never leaves a partial folder under the final name (the staging folder is removed);
+    concurrent builders (e.g. DDP ranks) are safe: the first rename wins and the others discard their copy.
+    The caller decides beforehand whether `final` already holds a complete folder.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        write(staging)
+        try:
+            staging.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            logger.info("%s was generated concurrently; using that copy", final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+class SkippingDataset(Dataset):
+    """Dataset base: `_load_item(index)` may raise UnreadableImageError; such items are skipped and counted.
+
+    Items are read by index or by (index, augmentation seed); a `transform` with `set_random_seed` is seeded.
+
+    `skipped_images` counts every skip event (a corrupt image read in three epochs counts three times) across
+    the main process and all DataLoader workers. A warning is logged the first time each process meets a file.
+    `skippable_errors` are the exceptions that mark an item as bad (an empty tuple makes every error fatal).
+    """
+
+    skippable_errors: tuple[type[Exception], ...] = (UnreadableImageError,)
+    skip_description = "unreadable image"
+
+    def __init__(self) -> None:
+        # One slot per process (main = 0, DataLoader worker i = 1 + i), so increments never race; shared memory
+        # travels to workers under fork and spawn alike, where a multiprocessing.Value is tied to one context.
+        self._skips = torch.zeros(SKIP_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
+        self._warned: set[int] = set()
+        self._seeded_pid: int | None = None
+
+    @property
+    def skipped_images(self) -> int:
+        """How many times an unreadable image was replaced by the next readable one (all processes)."""
+        return int(self._skips.sum())
+
+    def _count_skip(self) -> None:
+        worker = get_worker_info()
+        self._skips[0 if worker is None else 1 + worker.id % (SKIP_COUNTER_SLOTS - 1)] += 1
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _load_item(self, index: int) -> Any:
+        raise NotImplementedError
+
+    def _seed_augmentation(self, seed: int) -> None:
+        transform = getattr(self, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        """`key`: an index, or (index, augmentation seed) from the training sampler (tasks/resume.py), which makes
+        the sample's augmentation independent of the worker that draws it. With plain indices each process
+        seeds its augmentation once (forked workers would otherwise share identical generators)."""
+        if isinstance(key, tuple):
+            index, seed = key
+            self._seed_augmentation(seed)
+        else:
+            index = key
+            if self._seeded_pid != os.getpid():
+                self._seeded_pid = os.getpid()
+                self._seed_augmentation(torch.initial_seed() % 2**32)
+        size = len(self)
+        for attempt in range(size):
+            current = (index + attempt) % size
+            try:
+                return self._load_item(current)
+            except self.skippable_errors as error:
+                self._count_skip()
+                if current not in self._warned:
+                    self._warned.add(current)
+                    logger.warning(
+                        "skipping %s (%s); using the next readable one instead", self.skip_description, error
+                    )
+        raise RuntimeError(f"{type(self).__name__}: none of its {size} images can be read")
+
+
+class PredictImages(SkippingDataset):
+    """The images of a folder (or an explicit file list) for predict: items are (image, meta).
+
+    `meta` holds `path` (str), `orig_size` int64 [2] = (H, W) and `scale` float32 [2] = (sx, sy) mapping input
+    pixels back to the original image, as produced by `transform` (a `transforms.EvalTransform`).
+    """
+
+    def __init__(self, files: str | Path | Sequence[str | Path], transform: Any) -> None:
+        super().__init__()
+        self.files = list_image_files(files) if isinstance(files, str | Path) else [Path(f) for f in files]
+        if not self.files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {files}")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        path = self.files[index]
+        image = load_rgb(path)
+        tensor, _, _, scale = self.transform(image)
+        height, width = image.shape[:2]
+        meta = {"path": str(path), "orig_size": torch.tensor([height, width], dtype=torch.int64), "scale": scale}
+        return tensor, meta

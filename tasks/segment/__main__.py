@@ -1,0 +1,4 @@
+from tasks.segment.task import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Semantic segmentation with DeepLabV3 or LR-ASPP on any MobileNet: `python -m tasks.segment fit --head lraspp`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+
+from backbones import create_backbone
+from backbones.builder import normal_init, set_norm_momentum
+from heads.deeplabv3 import DeepLabV3Head
+from heads.lraspp import LRASPPHead
+from heads.segmentation import SegmentationModel, load_segmenter_weights
+from tasks.common.task import NORM_MOMENTUM
+
+log = logging.getLogger(__name__)
+Head = Literal["lraspp", "deeplabv3"]
+
+
+def build_segmenter(
+    backbone: str,
+    head: Head,
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    output_stride: int = 16,
+    aux_loss: bool = False,
+    weights: str | Path | None = None,
+    backbone_weights: str | Path | None = None,
+) -> SegmentationModel:
+    """DeepLabV3 or LR-ASPP on the backbone's C2 (stride 8) and last maps, as torchvision taps them.
+
+    `weights`: torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large`
+    state dict, or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads.
+    """
+    if head not in ("lraspp", "deeplabv3"):
+        raise ValueError(f"unknown head {head!r}; valid: lraspp, deeplabv3")
+    if aux_loss and head != "deeplabv3":
+        raise ValueError("aux_loss is an option of the deeplabv3 head (an FCN head on the stride-8 map)")
+    features = create_backbone(
+        backbone, width=width, out_indices=("c2", -1), output_stride=output_stride, weights=backbone_weights
+    )
+    if backbone_weights is None:
+        normal_init(features)  # from scratch: torchvision's SSDLite start (see normal_init for why)
+    set_norm_momentum(features, NORM_MOMENTUM)
+    channels = features.feature_info.channels()
+    if head == "lraspp":
+        decoder: nn.Module = LRASPPHead(channels, num_classes)
+    else:
+        decoder = DeepLabV3Head(channels, num_classes, aux=aux_loss)
+    model = SegmentationModel(features, decoder)
+    if weights is not None:
+        load_segmenter_weights(model, weights)
+    return model

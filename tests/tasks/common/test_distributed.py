@@ -1,0 +1,113 @@
+"""Two CPU processes (DDP over gloo) evaluate a checkpoint to exactly the metrics of one process.
+
+The validation sets have an odd number of images, so a padding distributed sampler would repeat one of them
+on the second rank; COCO mAP must count each image once and the mIoU confusion matrix each pixel once.
+The two-process runs are real `python -m tasks.<task> validate --trainer.strategy ddp` subprocesses.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasks import detect, segment
+from tasks.common.cli import last_checkpoint_path
+from tests.tasks.detect.fixtures import write_coco_dataset
+
+REPO = Path(__file__).parents[2]
+COMMON = ["--backbone", "v3_small", "--width", "0.5", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
+TASKS = {
+    "detect": (
+        detect.main,
+        ["--data.image_size", "96", "--data.batch_size", "2"],
+        ("val/AP", "val/AP50", "val/AR100", "val/mAP50"),
+    ),
+    "segment": (
+        segment.main,
+        [
+            "--data.crop_size",
+            "64",
+            "--data.base_size",
+            "64",
+            "--data.batch_size",
+            "2",
+            "--data.synthetic_image_size",
+            "64",
+        ],
+        ("val/mIoU", "val/pixel_accuracy"),
+    ),
+}
+
+
+def last_metrics(root: Path) -> dict[str, float]:
+    (path,) = root.glob("lightning_logs/version_*/metrics.csv")
+    with path.open() as file:
+        rows = list(csv.DictReader(file))
+    return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
+
+
+def task_data(task: str, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """(data arguments, fit-only arguments). Detection fits and evaluates 5 COCO images (val = train), so that a
+    few dozen steps give a non-zero mAP to compare; segmentation uses 5 synthetic val images."""
+    if task == "detect":
+        root = write_coco_dataset(tmp_path / "coco", num_images=5, splits=("train",))
+        data = ["--data.format", "coco", "--data.root", str(root), "--data.val_split", "train"]
+        return data, ["--trainer.max_epochs", "12", "--model.lr", "0.01", "--model.warmup_epochs", "0"]
+    data = ["--data.cache_dir", str(tmp_path / "cache"), "--data.synthetic_train_images", "4"]
+    data += ["--data.synthetic_val_images", "5"]
+    return data, ["--trainer.max_epochs", "1"]
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_two_processes_give_the_one_process_metrics(tmp_path, task):
+    main, sizes, names = TASKS[task]
+    data, fit_only = task_data(task, tmp_path)
+    fit = main(
+        ["fit", *COMMON, *sizes, *data, *fit_only, "--trainer.logger", "false"]
+        + ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "fit")]
+    )
+    checkpoint = last_checkpoint_path(fit.trainer)
+    # one image per batch in both runs: batching images differently changes float sums in the last bits
+    data += ["--data.batch_size" if task == "detect" else "--data.eval_batch_size", "1"]
+    single = main(
+        ["validate", *COMMON, *sizes, *data, "--ckpt_path", checkpoint, "--trainer.logger", "false"]
+        + ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "one")]
+    )
+    expected = {name: float(single.trainer.callback_metrics[name]) for name in names}
+
+    command = [sys.executable, "-m", f"tasks.{task}", "validate", *COMMON, *sizes, *data, "--ckpt_path", checkpoint]
+    command += ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.enable_progress_bar", "false"]
+    command += ["--trainer.default_root_dir", str(tmp_path / "two")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = last_metrics(tmp_path / "two")
+    assert "images)" in result.stdout  # the printed table of rank 0
+    for name in names:
+        assert measured[name] == pytest.approx(expected[name], abs=1e-6), name
+    assert any(value > 0 for value in expected.values())  # not a comparison of zeros
+
+
+@pytest.mark.parametrize("task", ["classify", "detect", "segment"])
+def test_two_process_training_shards_the_data(tmp_path, task):
+    """8 training images, batch 2, 2 ranks: 2 steps per epoch on each rank (4 in one process)."""
+    sizes = {
+        "classify": ["--resolution", "32", "--data.synthetic_image_size", "40", "--data.batch_size", "2"],
+        "detect": TASKS["detect"][1] + ["--data.synthetic_image_size", "96"],
+        "segment": TASKS["segment"][1],
+    }[task]
+    data = ["--data.cache_dir", str(tmp_path / "cache"), "--data.synthetic_train_images", "8"]
+    data += ["--data.synthetic_val_images", "3"]
+    command = [sys.executable, "-m", f"tasks.{task}", "fit", *COMMON, *sizes, *data, "--trainer.max_epochs", "1"]
+    command += ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.enable_progress_bar", "false"]
+    command += ["--trainer.default_root_dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (checkpoint,) = tmp_path.glob("lightning_logs/version_*/checkpoints/last.ckpt")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 2
