@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from backbones.blocks import InvertedResidual
@@ -59,11 +60,10 @@ class MobileNetBackbone(nn.Module):
         self._last_block = max(tap.block for tap in taps)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"{self.spec.name} backbone expects a float tensor of shape (N, {self.in_chans}, H, W), "
-                f"got shape {tuple(x.shape)}"
-            )
+        # torch._assert, not raise: the check stays in FX graphs and torch.export programs instead of breaking them
+        message = f"{self.spec.name} backbone expects a float tensor of shape (N, {self.in_chans}, H, W), got shape"
+        torch._assert(x.dim() == 4, f"{message} {x.shape}")
+        torch._assert(x.shape[1] == self.in_chans, f"{message} {x.shape}")
         x = self.stem(x.contiguous(memory_format=MEMORY_FORMAT))
         features = [x] if self._tap_stem else []
         for index, block in enumerate(self.blocks):
@@ -196,19 +196,6 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
-
-
-def normal_init(module: nn.Module, std: float = 0.03) -> None:
-    """torchvision's SSDLite initialisation for layers trained from scratch.
-
-    Also ~8x faster to train on CPU than `init_weights` here: with it, from-scratch backward passes of the
-    V3 backbones stayed clear of the denormal floats that the kaiming start produced.
-    """
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.normal_(layer.weight, mean=0.0, std=std)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
 
 
 def set_norm_momentum(module: nn.Module, momentum: float) -> None:

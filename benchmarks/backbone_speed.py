@@ -2,9 +2,9 @@
 
 All models run in one process, interleaved round by round in a rotating order, so that the printed ratio
 ours/peer is what counts, not the machine's absolute speed. Peers run as their libraries build them
-(contiguous NCHW). Ours is channels-last by default and folds batch norm into the convolutions on the
-no-grad inference path. For transparency the table also gives the faster peer converted to channels-last,
-which shows how much of the lead is the memory layout and how much the folding.
+(contiguous NCHW). Ours is channels-last by default and runs as `fuse(model)` returns it, batch norm folded into
+the convolutions, as predict and export run it. For transparency the table also gives the faster peer converted to
+channels-last, which shows how much of the lead is the memory layout and how much the folding.
 Usage: python -m benchmarks.backbone_speed [--rounds N] [--batches 1 8]
 """
 
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from backbones import create_classifier
+from backbones.fuse import fuse
 from benchmarks.peers import PEERS
 
 
@@ -30,7 +31,7 @@ def time_once(model: nn.Module, x: torch.Tensor) -> float:
 
 def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dict[str, float]:
     """Median milliseconds per forward for ours, each peer, and each peer in channels-last."""
-    models = {"ours": create_classifier(name).eval()}
+    models = {"ours": fuse(create_classifier(name))}
     for peer, make in PEERS[name].items():
         models[peer] = make().eval()
         models[f"{peer}_cl"] = make().eval().to(memory_format=torch.channels_last)

@@ -3,7 +3,7 @@
 Per backbone, at one image of 224 x 224 on `--threads` threads (torch.set_num_threads, onnxruntime
 intra_op_num_threads): our eager model (eval, inference_mode), each peer's eager model (torchvision's and timm's;
 the faster counts), our folded ONNX export in onnxruntime, the torchvision model (timm's for v1) exported the same
-way (`deploy.export`: batch norm folded, TorchScript-based exporter, opset 17, all graph optimisations), and our
+way (`deploy.runtimes.onnx`: batch norm folded, TorchScript-based exporter, opset 17, all graph optimisations), and our
 int8 QDQ model (`deploy.quantize`, calibrated on random normal images: speed does not depend on the ranges'
 values). onnxruntime's worker threads do not spin between runs: spinning, they take the cores from the torch runs
 that follow (here they doubled them), at the price of onnxruntime itself running about 20% slower at batch 1.
@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 from backbones import create_classifier
+from backbones.fuse import fuse
 from backbones.profile import count_madds
 from benchmarks.peers import PEERS  # the first peer is also exported to ONNX
-from deploy.export import DEFAULT_OPSET, INPUT_NAME, export_onnx, ort_session
-from deploy.folding import fold_batch_norms
 from deploy.quantize import quantize_onnx
+from deploy.runtimes import INPUT_NAME
+from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session
 
 MATMUL_SIZE = 1024
 CALIBRATION_BATCHES = 4
@@ -43,7 +44,7 @@ CALIBRATION_BATCH_SIZE = 8
 def onnx_runner(model: nn.Module, path: Path, size: int, threads: int) -> Callable[[], object]:
     """Fold, export (batch 1), open in onnxruntime; a call runs one image."""
     example = torch.randn(1, 3, size, size)
-    export_onnx(fold_batch_norms(model), example, path, ("logits",), DEFAULT_OPSET, dynamic_batch=False)
+    OnnxRuntime().export(fuse(model), example, path, ("logits",), dynamic_batch=False, opset=DEFAULT_OPSET)
     return session_runner(ort_session(path, threads, spinning=False), example)
 
 

@@ -3,11 +3,10 @@
 Each pair runs in one process, interleaved step by step in alternating order, so that the printed ratio
 ours/torchvision is what counts. Both models are built from scratch for 21 classes at output stride 16
 (torchvision's `dilated=True`), without the auxiliary head, and see the same tensors and targets.
-Latency: batch 1 at 520x520 (torchvision's evaluation size), eval mode, no autograd. Training: SGD steps on
-random crops of `--crop` pixels (the recipes' 480) with random labels.
-Denormal floats are flushed to zero for both: torchvision's from-scratch initialisation otherwise produces
-denormals whose slow CPU path dominates its training time (ours starts from a normal init that avoids them),
-and the ratio should measure the models, not that start.
+Latency: batch 1 at 520x520 (torchvision's evaluation size), eval mode, no autograd, ours `fuse`d as predict runs
+it. Training: SGD steps on random crops of `--crop` pixels (the recipes' 480) with random labels.
+Denormal floats are flushed to zero for both, as the tasks do: the from-scratch initialisation otherwise produces
+denormals whose slow CPU path dominates training time, and the ratio should measure the models, not that start.
 Usage: python -m benchmarks.segmentation_speed [--rounds 20] [--steps 8] [--batch 4] [--crop 480]
 """
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from backbones.fuse import fuse
 from tasks.segment.model import build_segmenter
 
 NUM_CLASSES = 21
@@ -58,7 +58,8 @@ def interleaved_medians(models: dict[str, nn.Module], step, rounds: int, warmup:
 
 
 def latency(head: str, rounds: int, warmup: int) -> dict[str, float]:
-    models = {name: model.eval() for name, model in make_pair(head).items()}
+    pair = make_pair(head)
+    models = {"ours": fuse(pair["ours"]), "torchvision": pair["torchvision"].eval()}  # ours as predict runs it
     image = torch.randn(1, 3, LATENCY_SIZE, LATENCY_SIZE)
 
     def step(name: str, model: nn.Module, index: int) -> None:

@@ -22,29 +22,38 @@ def is_export(args: Any = None) -> bool:
 
 
 def build_parser(task: str) -> argparse.ArgumentParser:
-    from deploy.export import DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, SEGMENT_IMAGE_SIZE
+    """`export`'s arguments; `--format` takes any registered runtime, and each runtime adds its own options."""
+    from deploy.export import task_info
+    from deploy.runtimes import get_runtime, list_runtimes
 
-    default_size = {"classify": "its resolution", "detect": "its image_size"}.get(task, str(SEGMENT_IMAGE_SIZE))
+    info = task_info(task)
+    default_size = f"its {info.size_key}" if info.size_key else str(info.default_size)
     parser = argparse.ArgumentParser(
         prog=f"python -m tasks.{task} {SUBCOMMAND}",
         description="Export a checkpoint with batch norm folded, then check the file on validation images.",
     )
     parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by this task's fit")
-    parser.add_argument("--format", default="onnx", choices=FORMATS)
-    parser.add_argument("--output", default=None, help="default: next to the checkpoint, .onnx / .torchscript.pt")
+    parser.add_argument("--format", default="onnx", choices=list_runtimes())
+    suffixes = ", ".join(get_runtime(name).suffix for name in list_runtimes())
+    parser.add_argument("--output", default=None, help=f"default: next to the checkpoint, {suffixes}")
     parser.add_argument("--dynamic_batch", action="store_true", help="a batch size chosen at run time")
     parser.add_argument("--batch_size", type=int, default=1, help="the exported batch size (the example's)")
-    parser.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default %(default)s)"
-    )
     parser.add_argument("--image_size", type=int, default=None, help=f"square input side (default: {default_size})")
     parser.add_argument("--num_classes", type=int, default=None, help="must equal the checkpoint's when given")
+    added: set[str] = set()
+    for name in list_runtimes():
+        group = parser.add_argument_group(f"{name} options (with --format {name})")
+        for option, spec in get_runtime(name).options.items():
+            if option not in added:  # an option two runtimes share is offered once
+                group.add_argument(f"--{option}", **spec)
+                added.add(option)
     return parser
 
 
 def export_main(task: str, args: Sequence[str] | None = None) -> Any:
     """Parse `[export] --ckpt_path ... ` and export; errors are printed as `error: ...` with exit status 2."""
     from deploy.export import ExportCheckError, export_checkpoint
+    from deploy.runtimes import get_runtime
 
     argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] == [SUBCOMMAND]:
@@ -53,16 +62,17 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        runtime_options = {option: getattr(options, option) for option in get_runtime(options.format).options}
         result = export_checkpoint(
             task,
             options.ckpt_path,
             options.format,
             output=options.output,
             dynamic_batch=options.dynamic_batch,
-            opset=options.opset,
             image_size=options.image_size,
             num_classes=options.num_classes,
             batch_size=options.batch_size,
+            **runtime_options,
         )
     except (ValueError, FileNotFoundError, ImportError, ExportCheckError) as error:
         parser.error(str(error))

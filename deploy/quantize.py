@@ -19,31 +19,24 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from deploy.export import (
-    INPUT_NAME,
-    TASKS,
-    build_datamodule,
-    build_task,
+    TaskCheckpoint,
     dataset_images,
     detections_from_outputs,
     export_checkpoint,
-    import_onnx,
-    import_onnxruntime,
-    input_size,
-    ort_session,
-    read_task_checkpoint,
+    load_task,
     resize_images,
 )
-from tasks.segment.metrics import segmentation_scores
+from deploy.runtimes import INPUT_NAME, Loaded
+from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, import_onnx, import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +45,12 @@ FLOAT_SCOPES = ("/decode/",)
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
-def calibration_batches(
-    task: str, checkpoint: dict[str, Any], size: int, num_batches: int, batch_size: int
-) -> list[np.ndarray]:
+def calibration_batches(checkpoint: TaskCheckpoint, size: int, num_batches: int, batch_size: int) -> list[np.ndarray]:
     """`num_batches` batches of train-split images (evaluation transform, resized to `size`) from the checkpoint's
     data module, in dataset order."""
-    datamodule = build_datamodule(task, checkpoint)
+    datamodule = checkpoint.datamodule()
     if datamodule is None:
-        raise ValueError(f"the {task} checkpoint records no data module, so there are no calibration images")
+        raise ValueError(f"{checkpoint.path} records no data module, so there are no calibration images")
     datamodule.prepare_data()
     dataset = datamodule.build_dataset(datamodule.train_split, train=False)
     count = min(len(dataset), num_batches * batch_size)
@@ -138,84 +129,72 @@ def classification_figures(logits: Mapping[str, np.ndarray], labels: np.ndarray)
     return figures
 
 
-def confusion_matrix(predictions: Tensor, masks: Tensor, num_classes: int, ignore_index: int) -> Tensor:
-    """(C, C) counts, rows truth, columns prediction, over the pixels whose mask is not `ignore_index`."""
-    valid = masks != ignore_index
-    index = masks[valid].long() * num_classes + predictions[valid].long()
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-# -- running ORT models over a loader -------------------------------------------------------------------------------
-def _run(session: Any, images: Tensor) -> list[np.ndarray]:
-    return session.run(None, {INPUT_NAME: np.ascontiguousarray(images.numpy(), dtype=np.float32)})
-
-
-def evaluate_classification(sessions: Mapping[str, Any], loader: Iterable, size: int) -> dict[str, float]:
-    """Top-1 of each session and their agreement over `loader`'s (images, labels) batches."""
-    logits: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
+# -- running exported models over a loader ----------------------------------------------------------------------
+def evaluate_classification(models: Mapping[str, Loaded], loader: Iterable, size: int) -> dict[str, float]:
+    """Top-1 of each model and their agreement over `loader`'s (images, labels) batches."""
+    logits: dict[str, list[np.ndarray]] = {name: [] for name in models}
     labels = []
     for images, targets in loader:
         images = resize_images(images, size)
-        for name, session in sessions.items():
-            logits[name].append(_run(session, images)[0])
+        for name, model in models.items():
+            logits[name].append(model.run(images)[0].numpy())
         labels.append(np.asarray(targets))
     return classification_figures({k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(labels))
 
 
 def evaluate_segmentation(
-    sessions: Mapping[str, Any], loader: Iterable, size: int, num_classes: int, ignore_index: int
+    models: Mapping[str, Loaded], loader: Iterable, size: int, num_classes: int, ignore_index: int
 ) -> dict[str, float]:
-    """mIoU of each session (`<name>/mIoU`) over the whole loader, and their pixel agreement.
+    """mIoU of each model (`<name>/mIoU`) over the whole loader, as the segmentation task scores it (one confusion
+    matrix over the set, `segmentation_scores`), and their pixel agreement.
 
     Images whose size differs from the exported one are resized to it, and the logits back to the mask's size
-    (bilinear), the same for every session.
+    (bilinear), the same for every model.
     """
-    confusion = {name: torch.zeros(num_classes, num_classes, dtype=torch.int64) for name in sessions}
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from tasks.segment.metrics import segmentation_scores
+
+    confusion = {name: MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index) for name in models}
     agree, pixels = 0, 0
     for images, masks in loader:
         inputs = resize_images(images, size)
         predictions = {}
-        for name, session in sessions.items():
-            logits = torch.from_numpy(_run(session, inputs)[0])
+        for name, model in models.items():
+            logits = model.run(inputs)[0]
             if tuple(logits.shape[-2:]) != tuple(masks.shape[-2:]):
                 logits = F.interpolate(logits, size=tuple(masks.shape[-2:]), mode="bilinear", align_corners=False)
             predictions[name] = logits.argmax(1)
-            confusion[name] += confusion_matrix(predictions[name], masks, num_classes, ignore_index)
+            confusion[name].update(predictions[name], masks)
         if len(predictions) == 2:
             first, second = predictions.values()
             valid = masks != ignore_index
             agree += int((first == second)[valid].sum())
             pixels += int(valid.sum())
-    figures = {f"{name}/mIoU": segmentation_scores(matrix)["mIoU"] for name, matrix in confusion.items()}
+    figures = {f"{name}/mIoU": segmentation_scores(metric.compute())["mIoU"] for name, metric in confusion.items()}
     if pixels:
         figures["pixel_agreement"] = agree / pixels
     return figures
 
 
 def evaluate_detection(
-    sessions: Mapping[str, Any], loader: Iterable, dataset: Any, detector: Any, size: int, num_classes: int
+    models: Mapping[str, Loaded], loader: Iterable, dataset: Any, detector: Any, size: int, num_classes: int
 ) -> dict[str, float]:
-    """COCO AP / AP50 (and VOC mAP50 where the dataset has VOC ground truth) of each session over the loader.
+    """COCO AP / AP50 (and VOC mAP50 where the dataset has VOC ground truth) of each model over the loader.
 
     Detections go through `detections_from_outputs` (SSDLite's own postprocess), then to original-image pixels as
-    the detection task maps them, into the task's evaluators.
+    the detection task maps them, into the evaluators the detection task sets up for the dataset.
     """
-    from tasks.detect.metrics.coco import CocoEvaluator
-    from tasks.detect.metrics.voc import VocEvaluator
+    from tasks.detect.metrics import evaluators_for
     from tasks.detect.model import to_original_coordinates
 
-    evaluators: dict[str, dict[str, Any]] = {}
-    for name in sessions:
-        evaluators[name] = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
-        voc_ground_truth = getattr(dataset, "voc_ground_truth", None)
-        if callable(voc_ground_truth) and voc_ground_truth() is not None:
-            evaluators[name]["voc"] = VocEvaluator(voc_ground_truth(), num_classes)
+    evaluators = {name: evaluators_for(dataset, num_classes) for name in models}
     for images, targets in loader:
         to_input = images.shape[-1] / size  # exported-size pixels -> the data's input pixels
         inputs = resize_images(images, size)
         image_ids = [int(t["image_id"]) for t in targets]
-        for name, session in sessions.items():
-            scores, boxes = (torch.from_numpy(y) for y in _run(session, inputs))
+        for name, model in models.items():
+            scores, boxes = model.run(inputs)
             detections = detections_from_outputs(detector, scores, boxes, (size, size))
             detections = [{**d, "boxes": d["boxes"] * to_input} for d in detections]
             detections = to_original_coordinates(
@@ -231,6 +210,24 @@ def evaluate_detection(
     return figures
 
 
+# what `report` measures per task: (models, validation data module, checkpoint, input size) -> figures
+Evaluation = Callable[[Mapping[str, Loaded], Any, TaskCheckpoint, int], dict[str, float]]
+EVALUATIONS: dict[str, Evaluation] = {
+    "classify": lambda models, data, _, size: evaluate_classification(models, data.val_dataloader(), size),
+    "segment": lambda models, data, checkpoint, size: evaluate_segmentation(
+        models, data.val_dataloader(), size, checkpoint.hparams["num_classes"], data.ignore_index
+    ),
+    "detect": lambda models, data, checkpoint, size: evaluate_detection(
+        models,
+        data.val_dataloader(),
+        data.val_dataset,
+        checkpoint.module.model,
+        size,
+        checkpoint.hparams["num_classes"],
+    ),
+}
+
+
 def report(
     task: str,
     ckpt_path: str | Path,
@@ -239,35 +236,26 @@ def report(
     image_size: int | None = None,
     calibration_batches_count: int = 8,
     batch_size: int = 16,
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
 ) -> dict[str, float]:
     """Export fp32 (dynamic batch), quantize with train-split calibration, evaluate both on the val split."""
-    if task not in TASKS:
-        raise ValueError(f"--task {task!r} is not one of {list(TASKS)}")
-    checkpoint = read_task_checkpoint(ckpt_path)
-    module = build_task(task, checkpoint, ckpt_path)
-    size = input_size(task, checkpoint["hyper_parameters"], image_size)
+    if task not in EVALUATIONS:
+        raise ValueError(f"--task {task!r} is not one of {list(EVALUATIONS)}")
+    checkpoint = load_task(task, ckpt_path)
+    size = checkpoint.input_size(image_size)
     folder = Path(output_dir) if output_dir is not None else Path(ckpt_path).parent
     stem = Path(ckpt_path).stem
     exported = export_checkpoint(
         task, ckpt_path, "onnx", output=folder / f"{stem}.onnx", dynamic_batch=True, opset=opset, image_size=size
     )
     log.info("%s", exported.summary())
-    batches = calibration_batches(task, checkpoint, size, calibration_batches_count, batch_size)
+    batches = calibration_batches(checkpoint, size, calibration_batches_count, batch_size)
     int8_path = quantize_onnx(exported.path, folder / f"{stem}.int8.onnx", batches)
-    sessions = {"fp32": ort_session(exported.path), "int8": ort_session(int8_path)}
-    datamodule = build_datamodule(task, checkpoint)
+    runtime = OnnxRuntime()
+    models = {"fp32": runtime.load(exported.path), "int8": runtime.load(int8_path)}
+    datamodule = checkpoint.datamodule()
     datamodule.setup("validate")
-    loader = datamodule.val_dataloader()
-    hparams = checkpoint["hyper_parameters"]
-    if task == "classify":
-        figures = evaluate_classification(sessions, loader, size)
-    elif task == "segment":
-        figures = evaluate_segmentation(sessions, loader, size, hparams["num_classes"], datamodule.ignore_index)
-    else:
-        figures = evaluate_detection(
-            sessions, loader, datamodule.val_dataset, module.model, size, hparams["num_classes"]
-        )
+    figures = EVALUATIONS[task](models, datamodule, checkpoint, size)
     figures["calibration_images"] = float(sum(len(b) for b in batches))
     figures["val_images"] = float(len(datamodule.val_dataset))
     return figures
@@ -275,7 +263,7 @@ def report(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="python -m deploy.quantize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", required=True, choices=list(TASKS))
+    parser.add_argument("--task", required=True, choices=list(EVALUATIONS))
     parser.add_argument("--ckpt_path", required=True)
     parser.add_argument("--output_dir", default=None, help="default: the checkpoint's folder")
     parser.add_argument("--image_size", type=int, default=None, help="default: as `export`")

@@ -18,15 +18,22 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
-from backbones.builder import MobileNetBackbone, normal_init
+from backbones.builder import MobileNetBackbone
 from backbones.layers import MEMORY_FORMAT, ConvNormAct
 
 EXTRA_WIDTHS = (512, 256, 256, 128)
 MIN_EXTRA_WIDTH = 16
-# torchvision's eps; a faster-moving running average than its 0.03, so that evaluation after a short
-# from-scratch schedule uses statistics of the current weights (0.03 left the default run at AP50 ~0)
-NORM = {"norm_eps": 1e-3, "norm_momentum": 0.1}
+NORM = {"norm_eps": 1e-3}  # torchvision's eps; the momentum is the tasks' (`tasks.common.task.NORM_MOMENTUM`)
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+
+
+def normal_init(module: nn.Module, std: float = 0.03) -> None:
+    """torchvision's SSDLite initialisation: of the layers it adds, and of a backbone trained from scratch."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.normal_(layer.weight, mean=0.0, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def extra_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from torchvision.transforms import v2
 
 from backbones import create_classifier
-from backbones.builder import normal_init, set_norm_momentum
+from backbones.builder import set_norm_momentum
 from backbones.classifier import MobileNetClassifier
 from tasks.common.task import NORM_MOMENTUM
 
-log = logging.getLogger(__name__)
 DEFAULT_RESOLUTION = 128
 
 
@@ -24,10 +21,9 @@ def build_classifier(
     weights: str | None = None,
 ) -> MobileNetClassifier:
     """The paper's classifier; `weights` is any checkpoint `create_classifier` reads (another class count gets a
-    new final layer, with a warning). From scratch: normal init and BN momentum 0.1, as the other tasks."""
+    new final layer, with a warning). From scratch, every batch norm moves at the tasks' `NORM_MOMENTUM`."""
     model = create_classifier(backbone, num_classes, width=width, dropout=dropout, weights=weights)
     if weights is None:
-        normal_init(model.backbone)  # no denormal floats on CPU (see normal_init)
         set_norm_momentum(model, NORM_MOMENTUM)
     return model
 

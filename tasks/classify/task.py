@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch.nn.functional as F
@@ -10,15 +9,12 @@ from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from deploy.cli import export_main, is_export
 from tasks.classify.data.module import ClassificationDataModule
 from tasks.classify.model import DEFAULT_RESOLUTION, build_classifier, build_mixing
 from tasks.classify.outputs import TOP_K, ClassificationPredictionWriter
 from tasks.common import optim
-from tasks.common.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
+from tasks.common.cli import TaskCLI, run_cli
 from tasks.common.task import TaskModule
-
-log = logging.getLogger(__name__)
 
 
 class ClassificationTask(TaskModule):
@@ -29,6 +25,8 @@ class ClassificationTask(TaskModule):
     (Lightning's EMAWeightAveraging): validation, the final model and checkpoints' `state_dict` use the average.
     `freeze_backbone` trains the head only, with the backbone's batch norms kept in eval mode.
     """
+
+    monitor = "val/top1"
 
     def __init__(
         self,
@@ -54,23 +52,24 @@ class ClassificationTask(TaskModule):
         ema_decay: float | None = None,
         predict_dir: str = "predictions",
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["predict_dir"])  # an output setting, not part of the model
-        self.predict_dir = predict_dir
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.model = build_classifier(backbone, num_classes, width=width, dropout=dropout, weights=weights)
-        if freeze_backbone:
-            self.model.backbone.requires_grad_(False)
+        super().__init__()
+        self.predict_dir = predict_dir
         self.mixing = build_mixing(mixup_alpha, cutmix_alpha, num_classes)
-        self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
-        if len(self.class_names) != num_classes:
-            raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
         self.top_k = min(TOP_K, num_classes)
         self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.topk = MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro")
+
+    def build_model(self) -> None:
+        self.model = build_classifier(**self.hparams_for("backbone", "num_classes", "width", "dropout", "weights"))
+        if self.hparams.freeze_backbone:
+            self.model.backbone.requires_grad_(False)
+
+    def default_class_names(self, num_classes: int) -> list[str]:
+        return [f"class_{i}" for i in range(num_classes)]  # no background class
 
     def train(self, mode: bool = True) -> ClassificationTask:
         super().train(mode)
@@ -125,26 +124,15 @@ class ClassificationTask(TaskModule):
             self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, h.decay, h.decay_rate, h.decay_epochs
         )
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_matches(self, checkpoint, ("backbone", "num_classes", "width"))
-
 
 class ClassifyCLI(TaskCLI):
+    max_epochs = 20
     top_level = {
         "resolution": (int, DEFAULT_RESOLUTION, "training crop; evaluation resizes to resolution / 0.875, then crops")
     }
     links = (("resolution", "data.resolution"),)
 
 
-def main(args: Any = None):
+def main(args: Any = None) -> Any:
     """`python -m tasks.classify {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
-    if is_export(args):
-        return export_main("classify", args)
-    return run_cli(
-        ClassifyCLI,
-        ClassificationTask,
-        ClassificationDataModule,
-        args,
-        trainer_defaults("val/top1", "best-epoch{epoch}-top1{val/top1:.3f}", max_epochs=20),
-    )
-
+    return run_cli("classify", ClassifyCLI, ClassificationTask, ClassificationDataModule, args)

@@ -10,15 +10,17 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from backbones import list_backbones
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.resume import ExactResume
+from tasks.common.task import TaskModule
 
 
 class TaskCLI(LightningCLI):
     """`python -m tasks.<task> {fit,validate,test,predict} --backbone v3_large [--width 0.75] [--config ...]`.
 
-    Subclasses add their task's top-level flags in `top_level` ({name: (type, default, help)}) and their extra
-    parse-time links in `links` ((source, target) pairs).
+    Subclasses set the default run length (`max_epochs`), add their task's top-level flags in `top_level`
+    ({name: (type, default, help)}) and their extra parse-time links in `links` ((source, target) pairs).
     """
 
+    max_epochs: int
     top_level: dict[str, tuple[Any, Any, str]] = {}
     links: tuple[tuple[str, str], ...] = ()
 
@@ -60,9 +62,10 @@ class TaskCLI(LightningCLI):
             config["ckpt_path"] = str(found)
 
 
-def trainer_defaults(monitor: str, filename: str, max_epochs: int) -> dict[str, Any]:
+def trainer_defaults(monitor: str, max_epochs: int) -> dict[str, Any]:
     """The tasks' Trainer defaults, fresh per run (a callback instance must not carry one run's paths into the
     next): the best checkpoint by `monitor` (higher is better), exact resumption, no sanity check."""
+    filename = f"best-epoch{{epoch}}-{monitor.rsplit('/', 1)[-1].lower()}{{{monitor}:.3f}}"
     best = ModelCheckpoint(monitor=monitor, mode="max", filename=filename, auto_insert_metric_name=False)
     return {
         "max_epochs": max_epochs,
@@ -77,26 +80,23 @@ def last_checkpoint_path(trainer: Any) -> str:
     return next(cb.last_model_path for cb in trainer.checkpoint_callbacks if cb.last_model_path)
 
 
-def check_checkpoint_matches(module: Any, checkpoint: dict[str, Any], keys: tuple[str, ...]) -> None:
-    """For `on_load_checkpoint`: a checkpoint of another architecture or class count is a named error."""
-    saved = checkpoint.get("hyper_parameters", {})
-    for key in keys:
-        if key in saved and saved[key] != module.hparams[key]:
-            path = getattr(module.trainer, "ckpt_path", None) if module._trainer is not None else None
-            raise ValueError(
-                f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
-                f"{key}={module.hparams[key]!r}; pass the same --{key} or data with the same classes"
-            )
-
-
 def run_cli(
-    cli_class: type[TaskCLI], model_class: type, datamodule_class: type, args: Any, trainer_defaults: dict[str, Any]
-) -> TaskCLI:
+    task: str, cli_class: type[TaskCLI], model_class: type[TaskModule], datamodule_class: type, args: Any = None
+) -> Any:
+    """`python -m tasks.<task> {fit,validate,test,predict,export}`; `args` (a list) lets tests drive it in-process.
+
+    LightningCLI has no custom subcommands, so `export` goes to `deploy.cli` first; imported here, so that importing
+    `tasks` never imports `deploy`.
+    """
+    from deploy.cli import export_main, is_export
+
+    if is_export(args):
+        return export_main(task, args)
     return cli_class(
         model_class,
         datamodule_class,
         args=args,
-        trainer_defaults=trainer_defaults,
+        trainer_defaults=trainer_defaults(model_class.monitor, cli_class.max_epochs),
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

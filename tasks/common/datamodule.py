@@ -1,34 +1,129 @@
-"""Plumbing shared by the data modules: checking the data source arguments, building loaders, the loader methods."""
+"""The data base of every task: format registries, argument checks, loaders and the loader methods.
+
+A task's dataset formats live in its `data/formats/` package, one module per format, each registering a
+`DataFormat` by name in the package's `FormatRegistry` (as detectron2's `DatasetCatalog` and mmengine's registries):
+how to build a split, how to read the class names, which arguments only it reads, and for a generated (synthetic)
+format how to write its dataset. `TaskDataModule` looks the format up; it never branches on the format's name.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
+import pkgutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from tasks.common.distributed import evaluation_sampler
+from tasks.common.images import PredictImages
 from tasks.common.resume import Position, ResumableLoader, ResumableSampler, trainer_position
+from tasks.common.synthetic import SPLITS
 
 
-def check_source(
-    format: str, formats: Sequence[str], root: str | None, train_split: str, val_split: str, test_split: str | None
-) -> None:
-    """Errors that name the argument: unknown format, a root for synthetic data or none for real data."""
-    if format not in formats:
-        raise ValueError(f"format={format!r} is not supported; valid formats: {list(formats)}")
-    if format == "synthetic" and root is not None:
-        raise ValueError(f"format='synthetic' generates its own data and takes no root (got root={root!r})")
-    if format == "synthetic" and (train_split, val_split, test_split or val_split) != ("train", "val", "val"):
-        raise ValueError(
-            "format='synthetic' has the splits 'train' and 'val' only; got "
-            f"train_split={train_split!r}, val_split={val_split!r}, test_split={test_split!r}"
-        )
-    if format != "synthetic" and root is None:
-        raise ValueError(f"format={format!r} needs root=<dataset folder>")
+@dataclass(frozen=True, kw_only=True)
+class DataFormat:
+    """One dataset format of a task, registered by `name` (the data module's `format` value).
+
+    `build(data, split, transform, train)` returns the split's dataset; `data` is the data module, whose
+    arguments, `data_root`, `class_names` and `skip_bad_samples` it reads. `class_names(data)` is label -> name,
+    read before setup (a category list or folder names, never images). `generate(data)`, for a generated format,
+    writes its dataset once (cached) and returns the folder: such a format takes no root and has the splits
+    "train" and "val" only. `options` are the data module arguments only this format reads; another format given
+    one of them is an error naming it.
+    """
+
+    name: str
+    build: Callable[[Any, str, Any, bool], Dataset]
+    class_names: Callable[[Any], list[str]]
+    generate: Callable[[Any], Path] | None = None
+    options: tuple[str, ...] = ()
+
+
+F = TypeVar("F", bound=DataFormat)
+
+
+def fixed_class_names(names: Sequence[str]) -> Callable[[Any], list[str]]:
+    """A format's `class_names` where they are known without reading the data."""
+    fixed = list(names)
+    return lambda data: list(fixed)
+
+
+def synthetic_format(
+    read_as: F,
+    ensure: Callable[[str | None, int, int, int], Path],
+    class_names: Sequence[str] | None = None,
+    name: str = "synthetic",
+) -> F:
+    """A generated format: `ensure(cache_dir, num_train, num_val, image_size)` writes the dataset once (sized by
+    the data module's `cache_dir` and `synthetic_*` arguments) in the layout of `read_as`, which then reads it;
+    `class_names` fixed names (None: read as `read_as` does). It has none of `read_as`'s format-only options."""
+
+    def generate(data: Any) -> Path:
+        return ensure(data.cache_dir, data.synthetic_train_images, data.synthetic_val_images, data.synthetic_image_size)
+
+    names = read_as.class_names if class_names is None else fixed_class_names(class_names)
+    return dataclasses.replace(read_as, name=name, class_names=names, generate=generate, options=())
+
+
+class FormatRegistry(Generic[F]):
+    """The dataset formats of one task by name.
+
+    The modules of `package` (the task's `data/formats/` folder) register their formats when imported, and the
+    registry imports them all on its first lookup, so a new format is one new file in that folder.
+    """
+
+    def __init__(self, task: str, package: str) -> None:
+        self.task = task
+        self.package = package
+        self._formats: dict[str, F] = {}
+        self._discovered = False
+
+    def register(self, data_format: F) -> F:
+        """Add `data_format` under its name (once); returns it, so a module can keep it."""
+        if data_format.name in self._formats:
+            raise ValueError(f"{self.task} format {data_format.name!r} is registered twice")
+        self._formats[data_format.name] = data_format
+        return data_format
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        for module in pkgutil.iter_modules(importlib.import_module(self.package).__path__):
+            importlib.import_module(f"{self.package}.{module.name}")
+
+    def names(self) -> tuple[str, ...]:
+        """The registered format names, sorted."""
+        self._discover()
+        return tuple(sorted(self._formats))
+
+    def literal(self) -> Any:
+        """`Literal[<the names>]`: the type of the data module's `format` argument (checked by the CLI)."""
+        return Literal[self.names()]
+
+    def get(self, name: str) -> F:
+        """The format registered as `name`; ValueError listing the registered names otherwise."""
+        self._discover()
+        if name not in self._formats:
+            raise ValueError(
+                f"format={name!r} is not a registered {self.task} format; valid formats: {list(self.names())}"
+            )
+        return self._formats[name]
+
+    def options(self) -> dict[str, list[str]]:
+        """Format-only argument -> the names of the formats that read it."""
+        owners: dict[str, list[str]] = {}
+        for name in self.names():
+            for option in self._formats[name].options:
+                owners.setdefault(option, []).append(name)
+        return owners
 
 
 def make_loader(
@@ -41,7 +136,7 @@ def make_loader(
     position: Position | None = None,
 ) -> DataLoader:
     """Training: a `ResumableLoader` over seeded (index, augmentation seed) keys that starts where `position`
-    says (see tasks/resume.py); evaluation: plain order, unpadded shards under torch.distributed."""
+    says (see tasks/common/resume.py); evaluation: plain order, unpadded shards under torch.distributed."""
     if dataset is None:
         raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
     # A training set smaller than one batch still yields that one batch instead of none.
@@ -66,15 +161,25 @@ def make_loader(
 
 
 class TaskDataModule(pl.LightningDataModule):
-    """The four loaders of every task's data module, over the datasets its `setup` builds.
+    """The data module base of every task: its arguments, the format lookup, datasets and the four loaders.
 
-    Subclasses set `collate`, and `predict_batch_size` where predict items differ in size; evaluation uses
-    `eval_batch_size` where the module has one, else `batch_size`. `data_root` is `root`, or for
-    format="synthetic" the folder `generate_synthetic` returns.
+    A subclass lists its arguments in `__init__` and calls `super().__init__()` first: that saves them as
+    `hparams` (`save_hyperparameters` on the subclass's frame) and checks those every task shares. The arguments
+    are then read as attributes (`self.batch_size` is `self.hparams["batch_size"]`): one copy, no per-task list.
+    Every task has `format`, `root`, `train_split`, `val_split`, `test_split`, `predict_root`, `batch_size`,
+    `num_workers`, `skip_bad_samples` (the bad-sample policy of tasks/common/images.py), `cache_dir` and the
+    `synthetic_*` sizes; `eval_batch_size` where the task has one.
+
+    Subclasses set `formats` (their registry), `collate`, `predict_images` (the predict dataset class) and
+    `predict_batch_size` where predict items differ in size, and implement `train_transform` and
+    `eval_transform`. `data_root` is `root`, or for a generated format the folder its `generate` returns.
     """
 
+    formats: ClassVar[FormatRegistry[Any]]
     collate: Callable[[list[Any]], Any] = staticmethod(default_collate)
+    predict_images: type[Dataset] = PredictImages
     predict_batch_size: int | None = None  # None: the evaluation batch size
+    # the arguments every task has, read from hparams
     format: str
     root: str | None
     train_split: str
@@ -83,45 +188,119 @@ class TaskDataModule(pl.LightningDataModule):
     predict_root: str | None
     batch_size: int
     num_workers: int
-    _data_root: Path | None = None
+    skip_bad_samples: bool
+    cache_dir: str | None
+    synthetic_train_images: int
+    synthetic_val_images: int
+    synthetic_image_size: int
 
-    def generate_synthetic(self) -> Path:
-        """Generate (once, cached) this task's synthetic dataset and return its folder."""
-        raise NotImplementedError
+    def __init__(self) -> None:
+        super().__init__()
+        frame = inspect.currentframe()
+        self.save_hyperparameters(frame=frame.f_back if frame is not None else None)
+        self._data_root: Path | None = None
+        self._class_names: list[str] | None = None
+        self.train_dataset: Any = None
+        self.val_dataset: Any = None
+        self.test_dataset: Any = None
+        self.predict_dataset: Any = None
+        self.check_arguments()
+
+    def __getattr__(self, name: str) -> Any:
+        """An argument of the constructor, from `hparams` (only reached when no attribute has the name)."""
+        hparams = self.__dict__.get("_hparams")
+        if not name.startswith("_") and hparams is not None and name in hparams:
+            return hparams[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def check_arguments(self) -> None:
+        """Errors that name the argument: unknown format, root and splits, format-only options, sizes."""
+        data_format = self.dataset_format
+        if data_format.generate is not None:
+            if self.root is not None:
+                raise ValueError(
+                    f"format={self.format!r} generates its own data and takes no root (got root={self.root!r})"
+                )
+            if (self.train_split, self.val_split, self.test_split or self.val_split) != (*SPLITS, SPLITS[1]):
+                raise ValueError(
+                    f"format={self.format!r} has the splits {' and '.join(repr(s) for s in SPLITS)} only; got "
+                    f"train_split={self.train_split!r}, val_split={self.val_split!r}, test_split={self.test_split!r}"
+                )
+        elif self.root is None:
+            raise ValueError(f"format={self.format!r} needs root=<dataset folder>")
+        for option, owners in self.formats.options().items():
+            if option not in data_format.options and self.hparams.get(option) is not None:
+                raise ValueError(
+                    f"{option} is for format={' or '.join(repr(o) for o in owners)} only "
+                    f"(got format={self.format!r}, {option}={self.hparams[option]!r})"
+                )
+        for name in ("batch_size", "eval_batch_size"):
+            if name in self.hparams and self.hparams[name] < 1:
+                raise ValueError(f"{name} must be >= 1, got {self.hparams[name]}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    @property
+    def dataset_format(self) -> DataFormat:
+        """The registered format named by the `format` argument."""
+        return self.formats.get(self.format)
+
+    # -- what the model needs before setup ---------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Label -> name, read lazily from the format (its category list or folders; fixed for synthetic)."""
+        if self._class_names is None:
+            self._class_names = list(self.dataset_format.class_names(self))
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of labels, background included where the task has one."""
+        return len(self.class_names)
 
     @property
     def data_root(self) -> Path:
-        """The dataset folder; for synthetic, generated on first access."""
+        """The dataset folder; for a generated format, generated on first access."""
         if self._data_root is None:
-            self._data_root = self.generate_synthetic() if self.format == "synthetic" else Path(self.root or ".")
+            generate = self.dataset_format.generate
+            self._data_root = generate(self) if generate is not None else Path(self.root or ".")
         return self._data_root
 
     def prepare_data(self) -> None:
-        """Generate the synthetic dataset once (rank 0); real datasets must already be on disk."""
-        if self.format == "synthetic":
+        """Generate a generated (synthetic) dataset once (rank 0); real datasets must already be on disk."""
+        if self.dataset_format.generate is not None:
             _ = self.data_root
 
-    def build_dataset(self, split: str, train: bool) -> Dataset:
-        """One split, with the training or the evaluation transform."""
+    # -- datasets ----------------------------------------------------------------------------------------------
+    def train_transform(self) -> Any:
         raise NotImplementedError
 
-    def build_predict_dataset(self, root: str) -> Dataset:
-        """The images of a folder, for predict."""
+    def eval_transform(self) -> Any:
         raise NotImplementedError
+
+    def build_dataset(self, split: str, train: bool) -> Dataset:
+        """One split of the configured format, with the training or the evaluation transform."""
+        transform = self.train_transform() if train else self.eval_transform()
+        return self.dataset_format.build(self, split, transform, train)
+
+    def build_predict_dataset(self, root: str) -> Dataset:
+        """The images of a folder, for predict, under the bad-sample policy."""
+        return self.predict_images(root, self.eval_transform(), skip_bad_samples=self.skip_bad_samples)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs ("fit", "validate", "test", "predict"; None builds all but predict)."""
-        if stage in ("fit", None) and getattr(self, "train_dataset", None) is None:
+        if stage in ("fit", None) and self.train_dataset is None:
             self.train_dataset = self.build_dataset(self.train_split, train=True)
-        if stage in ("fit", "validate", None) and getattr(self, "val_dataset", None) is None:
+        if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = self.build_dataset(self.val_split, train=False)
-        if stage in ("test", None) and getattr(self, "test_dataset", None) is None:
+        if stage in ("test", None) and self.test_dataset is None:
             self.test_dataset = self.build_dataset(self.test_split or self.val_split, train=False)
-        if stage == "predict" and getattr(self, "predict_dataset", None) is None:
+        if stage == "predict" and self.predict_dataset is None:
             if self.predict_root is None:
                 raise ValueError("predict needs predict_root=<folder of images>")
             self.predict_dataset = self.build_predict_dataset(self.predict_root)
 
+    # -- loaders -----------------------------------------------------------------------------------------------
     def _eval_batch_size(self) -> int:
         return getattr(self, "eval_batch_size", self.batch_size)
 

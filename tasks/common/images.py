@@ -1,10 +1,13 @@
-"""Robust image decoding and the skip-and-count dataset base that every detection dataset shares.
+"""Robust image decoding and the skip-and-count dataset base of every task, with its one bad-sample policy.
 
-A corrupt or unreadable image must not stop a long training run: `SkippingDataset.__getitem__` logs it, counts
-it in a counter shared with DataLoader worker processes, and returns the next readable item instead. The batch
-size therefore never changes; an evaluation loop sees the substitute item under its own `image_id`.
-Subclasses choose which errors count as a bad item (`skippable_errors`). `build_folder_atomically` publishes a
-generated dataset folder all at once, for the synthetic generators.
+A bad sample is whatever is wrong with one sample's files (an unreadable or missing image, an image whose size
+differs from its annotation, a task's own errors such as a bad mask): the `bad_sample_errors` of the dataset.
+By default (`skip_bad_samples=False`) it is an error naming the file. With `skip_bad_samples=True`,
+`SkippingDataset.__getitem__` logs it, counts it in `skipped_images` (a counter shared with DataLoader worker
+processes) and returns the next good item instead, so a corrupt file does not stop a long training run. The batch
+size therefore never changes; an evaluation loop sees the substitute item under its own `image_id`, and the
+caller must report the count. `build_folder_atomically` publishes a generated dataset folder all at once, for the
+synthetic generators.
 """
 
 from __future__ import annotations
@@ -106,20 +109,26 @@ def build_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:
     return final
 
 
+# What `skip_bad_samples=True` skips in every task: one sample's files, never a programming error.
+BAD_SAMPLE_ERRORS: tuple[type[Exception], ...] = (UnreadableImageError, ImageSizeMismatchError)
+
+
 class SkippingDataset(Dataset):
-    """Dataset base: `_load_item(index)` may raise UnreadableImageError; such items are skipped and counted.
+    """Dataset base: `_load_item(index)` may raise one of `bad_sample_errors`; the bad-sample policy decides.
 
     Items are read by index or by (index, augmentation seed); a `transform` with `set_random_seed` is seeded.
 
-    `skipped_images` counts every skip event (a corrupt image read in three epochs counts three times) across
-    the main process and all DataLoader workers. A warning is logged the first time each process meets a file.
-    `skippable_errors` are the exceptions that mark an item as bad (an empty tuple makes every error fatal).
+    `skip_bad_samples` False: a bad sample's error propagates (it names the file). True: the sample is replaced by
+    the next good one and `skipped_images` counts every skip event (a corrupt image read in three epochs counts
+    three times) across the main process and all DataLoader workers; a warning is logged the first time each
+    process meets a file. Subclasses extend `bad_sample_errors` with their task's own errors.
     """
 
-    skippable_errors: tuple[type[Exception], ...] = (UnreadableImageError,)
-    skip_description = "unreadable image"
+    bad_sample_errors: tuple[type[Exception], ...] = BAD_SAMPLE_ERRORS
+    skip_description = "bad sample"
 
-    def __init__(self) -> None:
+    def __init__(self, skip_bad_samples: bool = False) -> None:
+        self.skip_bad_samples = skip_bad_samples
         # One slot per process (main = 0, DataLoader worker i = 1 + i), so increments never race; shared memory
         # travels to workers under fork and spawn alike, where a multiprocessing.Value is tied to one context.
         self._skips = torch.zeros(SKIP_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
@@ -127,8 +136,13 @@ class SkippingDataset(Dataset):
         self._seeded_pid: int | None = None
 
     @property
+    def skippable_errors(self) -> tuple[type[Exception], ...]:
+        """The errors that are skipped and counted: `bad_sample_errors` with `skip_bad_samples`, else none."""
+        return self.bad_sample_errors if self.skip_bad_samples else ()
+
+    @property
     def skipped_images(self) -> int:
-        """How many times an unreadable image was replaced by the next readable one (all processes)."""
+        """How many times a bad sample was replaced by the next good one (all processes, every event)."""
         return int(self._skips.sum())
 
     def _count_skip(self) -> None:
@@ -147,8 +161,8 @@ class SkippingDataset(Dataset):
             transform.set_random_seed(seed)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
-        """`key`: an index, or (index, augmentation seed) from the training sampler (tasks/resume.py), which makes
-        the sample's augmentation independent of the worker that draws it. With plain indices each process
+        """`key`: an index, or (index, augmentation seed) from the training sampler (tasks/common/resume.py), which
+        makes the sample's augmentation independent of the worker that draws it. With plain indices each process
         seeds its augmentation once (forked workers would otherwise share identical generators)."""
         if isinstance(key, tuple):
             index, seed = key
@@ -167,21 +181,22 @@ class SkippingDataset(Dataset):
                 self._count_skip()
                 if current not in self._warned:
                     self._warned.add(current)
-                    logger.warning(
-                        "skipping %s (%s); using the next readable one instead", self.skip_description, error
-                    )
-        raise RuntimeError(f"{type(self).__name__}: none of its {size} images can be read")
+                    logger.warning("skipping %s (%s); using the next good one instead", self.skip_description, error)
+        raise RuntimeError(f"{type(self).__name__}: none of its {size} samples can be read")
 
 
 class PredictImages(SkippingDataset):
     """The images of a folder (or an explicit file list) for predict: items are (image, meta).
 
     `meta` holds `path` (str), `orig_size` int64 [2] = (H, W) and `scale` float32 [2] = (sx, sy) mapping input
-    pixels back to the original image, as produced by `transform` (a `transforms.EvalTransform`).
+    pixels back to the original image, as produced by `transform` (a `transforms.EvalTransform`). Unreadable
+    images follow the bad-sample policy (`skip_bad_samples`).
     """
 
-    def __init__(self, files: str | Path | Sequence[str | Path], transform: Any) -> None:
-        super().__init__()
+    def __init__(
+        self, files: str | Path | Sequence[str | Path], transform: Any, skip_bad_samples: bool = False
+    ) -> None:
+        super().__init__(skip_bad_samples)
         self.files = list_image_files(files) if isinstance(files, str | Path) else [Path(f) for f in files]
         if not self.files:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {files}")

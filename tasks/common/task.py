@@ -1,4 +1,5 @@
-"""What the three tasks share: evaluation hooks, one reporting path for metrics, and the common callbacks."""
+"""The template task the three tasks derive from: hyperparameters, class names, model and monitored metric set up
+in one place, one reporting path for evaluation metrics, and the common callbacks."""
 
 from __future__ import annotations
 
@@ -6,20 +7,67 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
+from backbones.fuse import fuse
 from tasks.common.numerics import StopOnNonFiniteLoss
 
 log = logging.getLogger(__name__)
 # batch-norm momentum of models trained from scratch here: running averages that keep up with a short schedule
+# (torchvision's 0.01 for V3 and 0.03 for SSDLite left evaluation after a short run on stale statistics)
 NORM_MOMENTUM = 0.1
 
 
 class TaskModule(pl.LightningModule):
-    """Validation and test batches go to `evaluate_batch`; at the epoch end `evaluation_scores` gives the metrics
+    """The base task (torchgeo's `BaseTask`). Each task lists its hyperparameters as typed keyword arguments of its
+    own `__init__` and calls `super().__init__()` first, which saves them (less `ignore`: output settings that a
+    checkpoint must not override), checks `class_names` against `num_classes` and calls `build_model`.
+
+    `monitor` is the validation metric that picks the best checkpoint (higher is better); a checkpoint whose
+    `architecture` hyperparameters differ from this run's is refused with a named error.
+
+    Validation and test batches go to `evaluate_batch`; at the epoch end `evaluation_scores` gives the metrics
     (and resets their state), which are logged under `val/` or `test/` (per-class entries, named `x/<class>`,
     only printed), with the count of replaced unreadable samples, and printed as a table by validate / test.
     """
+
+    monitor: str
+    architecture: tuple[str, ...] = ("backbone", "num_classes", "width")
+    ignore: tuple[str, ...] = ("predict_dir",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # from-scratch CPU training produces denormal floats, whose slow path would dominate its time
+        torch.set_flush_denormal(True)
+        self.save_hyperparameters(ignore=list(self.ignore))
+        num_classes = self.hparams.num_classes
+        self.class_names: list[str] = self.hparams.class_names or self.default_class_names(num_classes)
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
+        self.build_model()
+
+    def build_model(self) -> None:
+        """Set `self.model` from `self.hparams`."""
+        raise NotImplementedError
+
+    def hparams_for(self, *names: str) -> dict[str, Any]:
+        """The named hyperparameters as keyword arguments, e.g. of the model builder."""
+        return {name: self.hparams[name] for name in names}
+
+    def default_class_names(self, num_classes: int) -> list[str]:
+        return ["background", *(f"class_{i}" for i in range(1, num_classes))]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint of another architecture or class count is a named error, not a state-dict mismatch."""
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in self.architecture:
+            if key in saved and saved[key] != self.hparams[key]:
+                path = getattr(self.trainer, "ckpt_path", None) if self._trainer is not None else None
+                raise ValueError(
+                    f"checkpoint {path or ''} was trained with {key}={saved[key]!r}, this run has "
+                    f"{key}={self.hparams[key]!r}; pass the same --{key} or data with the same classes"
+                )
 
     def evaluate_batch(self, batch: Any) -> None:
         raise NotImplementedError
@@ -35,6 +83,14 @@ class TaskModule(pl.LightningModule):
 
     def prediction_writer(self) -> Callback:
         raise NotImplementedError
+
+    def on_predict_start(self) -> None:
+        # predict runs the network with batch norm folded into its convolutions: the explicit inference speed-up
+        self._unfused = (self.model,)  # in a tuple, so that it is not registered as a second submodule
+        self.model = fuse(self.model)
+
+    def on_predict_end(self) -> None:
+        self.model = self._unfused[0]  # the trainable network again, norms and all, for later fits and checkpoints
 
     def configure_callbacks(self) -> list[Callback]:
         return [self.prediction_writer(), StopOnNonFiniteLoss()]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from torch import Tensor
 
 from backbones import create_backbone
-from backbones.builder import normal_init, set_norm_momentum
-from heads.ssdlite import NORM, SSDLite
-from heads.ssdlite_weights import load_detector_weights
+from backbones.builder import set_norm_momentum
+from backbones.weights import load_detector_weights
+from heads.ssdlite import SSDLite, normal_init
+from tasks.common.task import NORM_MOMENTUM
 
-log = logging.getLogger(__name__)
 DEFAULT_IMAGE_SIZE = 320
-PAPER_IMAGE_SIZE = {"v1": 300}  # the V1 paper's SSD runs at 300x300
 
 
 def build_detector(
@@ -22,7 +20,6 @@ def build_detector(
     num_classes: int,
     *,
     width: float = 1.0,
-    image_size: int | None = None,
     reduced_tail: bool = False,
     weights: str | Path | None = None,
     backbone_weights: str | Path | None = None,
@@ -31,17 +28,16 @@ def build_detector(
 
     `weights`: a torchvision `ssdlite320_mobilenet_v3_large` state dict (build with `reduced_tail=True`)
     or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads.
-    `image_size` (default 320, 300 for v1) is the square input the data pipeline resizes to.
+    Every batch norm, backbone and head, moves at the tasks' `NORM_MOMENTUM`.
     """
     options = {"reduced_tail": True} if reduced_tail else {}
     features = create_backbone(
         backbone, width=width, out_indices=("c4_expansion", -1), weights=backbone_weights, **options
     )
     if backbone_weights is None:
-        normal_init(features)  # torchvision's from-scratch SSDLite initialisation
-    set_norm_momentum(features, NORM["norm_momentum"])
+        normal_init(features)  # torchvision's from-scratch SSDLite initialises its backbone this way too
     model = SSDLite(features, num_classes, width=width)
-    model.image_size = image_size or PAPER_IMAGE_SIZE.get(backbone, DEFAULT_IMAGE_SIZE)
+    set_norm_momentum(model, NORM_MOMENTUM)
     if weights is not None:
         load_detector_weights(model, weights)
     return model

@@ -11,10 +11,10 @@ import pytorch_lightning as pl
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
-from torchvision.utils import draw_bounding_boxes
+
+from tasks.common.drawing import draw_boxes
 
 log = logging.getLogger(__name__)
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990")
 
 
 class DetectionPredictionWriter(BasePredictionWriter):
@@ -57,8 +57,7 @@ class DetectionPredictionWriter(BasePredictionWriter):
                 f"{self.class_names[int(label)]} {score:.2f}"
                 for label, score in zip(labels[shown], scores[shown], strict=True)
             ]
-            colors = [PALETTE[int(label) % len(PALETTE)] for label in labels[shown]]
-            drawn = draw_bounding_boxes(pixels, boxes[shown], labels=captions, colors=colors, width=2)
+            drawn = draw_boxes(pixels, boxes[shown], labels[shown].tolist(), captions)
             to_pil_image(drawn).save(self.output_dir / f"{path.stem}.jpg", quality=90)
         (self.output_dir / "detections.json").write_text(json.dumps(results))
         count = sum(len(batch) for batch in predictions)

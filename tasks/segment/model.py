@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
 from torch import nn
 
 from backbones import create_backbone
-from backbones.builder import normal_init, set_norm_momentum
+from backbones.builder import set_norm_momentum
+from backbones.weights import load_segmenter_weights
 from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
-from heads.segmentation import SegmentationModel, load_segmenter_weights
+from heads.segmentation import SegmentationModel
 from tasks.common.task import NORM_MOMENTUM
 
-log = logging.getLogger(__name__)
 Head = Literal["lraspp", "deeplabv3"]
 
 
@@ -33,7 +32,8 @@ def build_segmenter(
     """DeepLabV3 or LR-ASPP on the backbone's C2 (stride 8) and last maps, as torchvision taps them.
 
     `weights`: torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large`
-    state dict, or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads.
+    state dict, or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads. The backbone's
+    batch norms move at the tasks' `NORM_MOMENTUM`.
     """
     if head not in ("lraspp", "deeplabv3"):
         raise ValueError(f"unknown head {head!r}; valid: lraspp, deeplabv3")
@@ -42,8 +42,6 @@ def build_segmenter(
     features = create_backbone(
         backbone, width=width, out_indices=("c2", -1), output_stride=output_stride, weights=backbone_weights
     )
-    if backbone_weights is None:
-        normal_init(features)  # from scratch: torchvision's SSDLite start (see normal_init for why)
     set_norm_momentum(features, NORM_MOMENTUM)
     channels = features.feature_info.channels()
     if head == "lraspp":

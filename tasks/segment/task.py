@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch.nn.functional as F
@@ -10,20 +9,20 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from deploy.cli import export_main, is_export
 from tasks.common import optim
-from tasks.common.cli import TaskCLI, check_checkpoint_matches, run_cli, trainer_defaults
+from tasks.common.cli import TaskCLI, run_cli
 from tasks.common.task import TaskModule
 from tasks.segment.data.module import IGNORE_INDEX, SegmentationDataModule
 from tasks.segment.metrics import format_iou_table, segmentation_scores
 from tasks.segment.model import Head, build_segmenter
 from tasks.segment.outputs import SegmentationPredictionWriter
 
-log = logging.getLogger(__name__)
-
 
 class SegmentationTask(TaskModule):
     """Cross-entropy (ignore 255, auxiliary loss weight 0.5), warmup then poly decay; mIoU over the whole set."""
+
+    monitor = "val/mIoU"
+    architecture = ("backbone", "head", "num_classes", "width")
 
     def __init__(
         self,
@@ -45,22 +44,12 @@ class SegmentationTask(TaskModule):
         predict_dir: str = "predictions",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["predict_dir"])  # an output setting, not part of the model
         self.predict_dir = predict_dir
-        self.model = build_segmenter(
-            backbone,
-            head,
-            num_classes,
-            width=width,
-            output_stride=output_stride,
-            aux_loss=aux_loss,
-            weights=weights,
-            backbone_weights=backbone_weights,
-        )
-        self.class_names = class_names or ["background", *(f"class_{i}" for i in range(1, num_classes))]
-        if len(self.class_names) != num_classes:
-            raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
         self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+
+    def build_model(self) -> None:
+        names = ("backbone", "head", "num_classes", "width", "output_stride", "aux_loss", "weights", "backbone_weights")
+        self.model = build_segmenter(**self.hparams_for(*names))
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
@@ -103,23 +92,12 @@ class SegmentationTask(TaskModule):
         h = self.hparams
         return optim.configure(self, h.optimizer, h.lr, h.momentum, h.weight_decay, h.warmup_epochs, "poly")
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_matches(self, checkpoint, ("backbone", "head", "num_classes", "width"))
-
 
 class SegmentCLI(TaskCLI):
+    max_epochs = 6
     top_level = {"head": (str, "lraspp", "lraspp or deeplabv3")}
 
 
-def main(args: Any = None):
+def main(args: Any = None) -> Any:
     """`python -m tasks.segment {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
-    if is_export(args):
-        return export_main("segment", args)
-    return run_cli(
-        SegmentCLI,
-        SegmentationTask,
-        SegmentationDataModule,
-        args,
-        trainer_defaults("val/mIoU", "best-epoch{epoch}-miou{val/mIoU:.3f}", max_epochs=6),
-    )
-
+    return run_cli("segment", SegmentCLI, SegmentationTask, SegmentationDataModule, args)

@@ -78,7 +78,7 @@ def test_backward_gives_finite_gradients(name):
 @pytest.mark.parametrize("shape", [(3, 64, 64), (1, 1, 3, 64, 64), (1, 4, 64, 64)])
 def test_wrong_input_shape_is_a_clear_error(shape):
     backbone = create_backbone("v3_small")
-    with pytest.raises(ValueError, match=r"expects a float tensor of shape \(N, 3, H, W\), got shape"):
+    with pytest.raises(AssertionError, match=r"expects a float tensor of shape \(N, 3, H, W\), got shape"):
         backbone(torch.randn(*shape))
 
 

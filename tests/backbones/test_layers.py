@@ -1,9 +1,11 @@
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from backbones import create_classifier
 from backbones.layers import ConvNormAct, make_divisible
-from tests.conftest import randomize_norms
+from tests.helpers import randomize_norms
 
 
 @pytest.mark.parametrize(
@@ -15,72 +17,30 @@ def test_make_divisible_matches_torchvision(value, expected):
     assert make_divisible(value) == expected == _make_divisible(value, 8)
 
 
-def plain_and_folded(module, x):
-    with torch.enable_grad():
-        plain = module(x).detach()
-    with torch.no_grad():
-        folded = module(x)
-    return plain, folded
+def test_conv_norm_act_is_a_plain_conv_norm_act_sequence():
+    layer = randomize_norms(ConvNormAct(8, 16, 3, stride=2, activation="hardswish"))
+    assert type(layer).forward is nn.Sequential.forward and list(layer._modules) == ["conv", "norm", "act"]
+    assert layer.out_channels == 16 and layer.conv.padding == (1, 1) and layer.conv.bias is None
+    x = torch.randn(2, 8, 9, 9)
+    expected = F.hardswish(layer.norm(layer.conv(x)))
+    for context in (torch.enable_grad, torch.no_grad, torch.inference_mode):
+        with context():
+            torch.testing.assert_close(layer(x), expected, rtol=0, atol=0)
 
 
-def test_inference_folds_norm_into_conv_with_the_same_result():
-    layer = randomize_norms(ConvNormAct(8, 16, 3, activation="hardswish"))
-    plain, folded = plain_and_folded(layer, torch.randn(2, 8, 9, 9))
-    assert torch.allclose(plain, folded, atol=1e-5)
-    assert layer._folded is not None  # the fast path really ran
+def test_no_activation_and_dilation_padding():
+    layer = ConvNormAct(4, 4, 3, dilation=2, activation=None)
+    assert list(layer._modules) == ["conv", "norm"] and layer.conv.padding == (2, 2)
+    assert layer(torch.randn(1, 4, 7, 7)).shape == (1, 4, 7, 7)
 
 
-def test_folded_weights_follow_parameter_changes():
-    layer = randomize_norms(ConvNormAct(4, 4, 1))
-    x = torch.randn(1, 4, 5, 5)
-    with torch.no_grad():
-        before = layer(x)
-        layer.norm.running_mean.add_(1.0)  # what a training step or load_state_dict does
-        after = layer(x)
-    plain, _ = plain_and_folded(layer, x)
-    assert not torch.allclose(before, after)
-    assert torch.allclose(after, plain, atol=1e-5)
-    layer.double()  # storage moves: the cache is rebuilt in the new dtype
-    with torch.no_grad():
-        assert layer(x.double()).dtype == torch.float64
-
-
-def test_whole_model_inference_equals_training_graph_path():
-    model = randomize_norms(create_classifier("v3_small"))
-    plain, folded = plain_and_folded(model, torch.randn(2, 3, 64, 64))
-    assert (plain - folded).abs().max() <= 1e-4
-
-
-def test_copies_do_not_carry_the_folded_cache():
-    import copy
-
-    layer = randomize_norms(ConvNormAct(4, 4, 1))
-    with torch.inference_mode():
-        layer(torch.randn(1, 4, 3, 3))
-    assert layer._folded is not None and copy.deepcopy(layer)._folded is None
-
-
-def test_training_forward_invalidates_the_folded_cache():
-    """Batch norm updates its running statistics in place without bumping their version counters."""
-    layer = randomize_norms(ConvNormAct(4, 4, 1))
-    x = torch.randn(8, 4, 5, 5) * 3 + 1
-    with torch.no_grad():
-        before = layer.eval()(x)
-        layer.train()(x)  # updates running_mean / running_var
-        after = layer.eval()(x)
-    plain, _ = plain_and_folded(layer, x)
-    assert not torch.allclose(before, after)
-    assert torch.allclose(after, plain, atol=1e-5)
-
-
-def test_mode_switch_rebuilds_the_cache_after_writes_through_data():
-    """Lightning's weight averaging swaps weights via `.data.copy_`, which leaves version counters unchanged."""
-    layer = randomize_norms(ConvNormAct(4, 4, 1)).eval()
-    x = torch.randn(1, 4, 5, 5)
-    with torch.no_grad():
-        layer(x)
-        layer.conv.weight.data.copy_(torch.randn_like(layer.conv.weight))
-        layer.train().eval()  # the swap comes with a mode switch
-        after = layer(x)
-    plain, _ = plain_and_folded(layer, x)
-    assert torch.allclose(after, plain, atol=1e-5)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("context", [torch.enable_grad, torch.no_grad, torch.inference_mode])
+def test_hooks_on_conv_and_norm_fire_in_every_mode(mode, context):
+    model = create_classifier("v3_small", 10, width=0.5).train(mode == "train")
+    calls = []
+    for module in (model.backbone.stem.conv, model.backbone.stem.norm, model.backbone.blocks[1].project.norm):
+        module.register_forward_hook(lambda m, inputs, output: calls.append(type(m)))
+    with context():
+        model(torch.randn(2, 3, 32, 32))
+    assert calls == [nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm2d]

@@ -8,7 +8,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from backbones import create_backbone, create_classifier
-from tests.conftest import randomize_norms, save_state_dict
+from backbones.weights import load_detector_weights, load_segmenter_weights
+from heads.lraspp import LRASPPHead
+from heads.segmentation import SegmentationModel
+from heads.ssdlite import SSDLite
+from tests.helpers import randomize_norms, save_state_dict
 
 TOLERANCE = 1e-4
 SOURCES = [
@@ -202,3 +206,46 @@ def test_unknown_and_unsafe_files_are_refused(tmp_path):
     torch.save({"model": nn.Linear(1, 1)}, tmp_path / "pickled.pth")  # a pickled module: weights_only refuses it
     with pytest.raises(ValueError, match="pickled.pth: cannot be read as a PyTorch checkpoint"):
         create_backbone("v2", weights=tmp_path / "pickled.pth")
+
+
+def detector(num_classes: int) -> SSDLite:
+    return SSDLite(create_backbone("v3_small", out_indices=("c4_expansion", -1)), num_classes)
+
+
+def segmenter(num_classes: int) -> SegmentationModel:
+    backbone = create_backbone("v2", out_indices=("c2", -1), output_stride=16)
+    return SegmentationModel(backbone, LRASPPHead(backbone.feature_info.channels(), num_classes))
+
+
+TASK_MODELS = {"detector": (detector, load_detector_weights), "segmenter": (segmenter, load_segmenter_weights)}
+
+
+@pytest.mark.parametrize("kind", TASK_MODELS)
+def test_task_models_load_ours_from_a_lightning_checkpoint_and_name_misfits(tmp_path, kind):
+    build, load = TASK_MODELS[kind]
+    model = randomize_norms(build(3))
+    path = tmp_path / f"{kind}.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 1}, path)
+    again = build(3)
+    load(again, path)
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in model.state_dict().items())
+    with pytest.raises(
+        RuntimeError,
+        match=rf"(?s){kind}.ckpt does not fit this model .*keys \(0\).*keys \(0\).*mismatches \(\d+\): \['head\.",
+    ):
+        load(build(5), path)
+
+
+@pytest.mark.parametrize("kind", TASK_MODELS)
+def test_task_models_refuse_foreign_and_non_tensor_files(tmp_path, kind):
+    build, load = TASK_MODELS[kind]
+    with pytest.raises(FileNotFoundError, match=f"{kind} weights file not found: .*absent.pth"):
+        load(build(3), tmp_path / "absent.pth")
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=rf"other.pth: not a {kind} checkpoint of any known format \['torchvision'"):
+        load(build(3), tmp_path / "other.pth")
+    torch.save({"backbone.stem.conv.weight": torch.zeros(1), "step": 3}, tmp_path / "mixed.pth")
+    with pytest.raises(
+        ValueError, match=r"mixed.pth: expected a state dict of tensors; non-tensor values \(1\): \['step \(int\)'\]"
+    ):
+        load(build(3), tmp_path / "mixed.pth")

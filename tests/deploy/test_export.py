@@ -11,22 +11,20 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from deploy import export as export_module
+from backbones.fuse import fuse
 from deploy.export import (
-    MAX_OPSET,
-    MIN_OPSET,
     DetectorOutputs,
     ExportCheckError,
-    build_task,
     check_export,
     detections_from_outputs,
     export_checkpoint,
     exportable_model,
-    read_task_checkpoint,
+    load_task,
 )
-from deploy.folding import fold_batch_norms
+from deploy.runtimes.onnx import MAX_OPSET, MIN_OPSET
+from deploy.runtimes.torchscript import load_torchscript
 from tasks.classify.task import main as classify_main
-from tests.deploy import SIZE, tiny_task, write_checkpoint
+from tests.helpers import SIZE, tiny_task, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +48,7 @@ def test_onnx_export_matches_the_folded_model(tmp_path, checkpoints, task):
     assert not any(node.op_type == "BatchNormalization" for node in graph.node)
     assert [i.name for i in graph.input] == ["images"] and [o.name for o in graph.output] == list(result.outputs)
     # an independent run at a third batch size, against the folded PyTorch model
-    checkpoint = read_task_checkpoint(checkpoints[task])
-    model = exportable_model(task, build_task(task, checkpoint, checkpoints[task]), SIZE)
+    model = exportable_model(task, load_task(task, checkpoints[task]).module, SIZE)
     x = torch.randn(4, 3, SIZE, SIZE)
     got = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})
     with torch.inference_mode():
@@ -80,7 +77,7 @@ def test_fixed_batch_and_default_output_next_to_the_checkpoint(checkpoints, tmp_
 def test_torchscript_export_matches(checkpoints, tmp_path):
     result = export_checkpoint("classify", checkpoints["classify"], "torchscript", output=tmp_path / "m.pt")
     assert result.max_abs_diff["logits"] <= 1e-6
-    loaded = export_module.load_torchscript(result.path)
+    loaded = load_torchscript(result.path)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
 
 
@@ -94,8 +91,7 @@ def test_cli_exports_and_prints_the_check(checkpoints, tmp_path, capsys):
 
 def test_detections_from_outputs_equal_the_detector(checkpoints):
     """Exported scores and boxes through `detections_from_outputs` give SSDLite's own eval detections."""
-    checkpoint = read_task_checkpoint(checkpoints["detect"])
-    detector = build_task("detect", checkpoint, checkpoints["detect"]).model
+    detector = load_task("detect", checkpoints["detect"]).module.model
     detector.score_threshold = 0.05  # a few hundred detections: the matching below stays quick
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.inference_mode():
@@ -136,8 +132,7 @@ def unmatched(have: dict, want: dict) -> list[int]:
 
 def test_check_fails_on_a_different_model(checkpoints, tmp_path):
     path = export_checkpoint("classify", checkpoints["classify"], output=tmp_path / "m.onnx").path
-    checkpoint = read_task_checkpoint(checkpoints["classify"])
-    other = fold_batch_norms(build_task("classify", checkpoint, checkpoints["classify"]).model)
+    other = fuse(load_task("classify", checkpoints["classify"]).module.model)
     with torch.no_grad():
         other.head.fc.bias += 1e-3
     with pytest.raises(ExportCheckError, match=r"logits max abs diff 0\.001 > 0\.0001"):

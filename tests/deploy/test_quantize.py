@@ -9,10 +9,9 @@ import onnx
 import pytest
 import torch
 
-from deploy.export import build_datamodule, build_task, export_checkpoint, ort_session, read_task_checkpoint
+from deploy.export import export_checkpoint, load_task
 from deploy.quantize import (
     calibration_batches,
-    confusion_matrix,
     count_quantized_nodes,
     evaluate_classification,
     evaluate_detection,
@@ -20,9 +19,10 @@ from deploy.quantize import (
     main,
     quantize_onnx,
 )
+from deploy.runtimes import get_runtime
 from tasks.detect.metrics.coco import CocoEvaluator
 from tasks.detect.model import to_original_coordinates
-from tests.deploy import SIZE, tiny_task, write_checkpoint
+from tests.helpers import SIZE, tiny_task, write_checkpoint
 
 
 def export_and_quantize(task: str, folder: Path) -> dict:
@@ -30,17 +30,18 @@ def export_and_quantize(task: str, folder: Path) -> dict:
     ckpt = write_checkpoint(folder / f"{task}.ckpt", module, data)
     kwargs = {"image_size": SIZE} if task == "segment" else {}
     fp32 = export_checkpoint(task, ckpt, output=folder / f"{task}.onnx", dynamic_batch=True, **kwargs).path
-    checkpoint = read_task_checkpoint(ckpt)
-    batches = calibration_batches(task, checkpoint, SIZE, num_batches=2, batch_size=3)
+    checkpoint = load_task(task, ckpt)
+    batches = calibration_batches(checkpoint, SIZE, num_batches=2, batch_size=3)
     int8 = quantize_onnx(fp32, folder / f"{task}.int8.onnx", batches)
-    datamodule = build_datamodule(task, checkpoint)
+    datamodule = checkpoint.datamodule()
     datamodule.setup("validate")
+    onnx_runtime = get_runtime("onnx")
     return {
         "ckpt": ckpt,
         "checkpoint": checkpoint,
         "fp32": fp32,
         "int8": int8,
-        "sessions": {"fp32": ort_session(fp32), "int8": ort_session(int8)},
+        "models": {"fp32": onnx_runtime.load(fp32), "int8": onnx_runtime.load(int8)},
         "datamodule": datamodule,
         "batches": batches,
     }
@@ -73,7 +74,7 @@ def test_quantized_model_has_qdq_nodes_and_tracks_fp32(classify):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert count_quantized_nodes(classify["int8"]) > 50 and count_quantized_nodes(classify["fp32"]) == 0
     x = torch.from_numpy(classify["batches"][0])
-    fp32, int8 = (s.run(None, {"images": x.numpy()})[0] for s in classify["sessions"].values())
+    fp32, int8 = (model.session.run(None, {"images": x.numpy()})[0] for model in classify["models"].values())
     assert int8.shape == fp32.shape == (3, 8)
     spread = fp32.max() - fp32.min()
     assert 0 < np.abs(int8 - fp32).max() < 0.2 * spread  # quantized, yet close to the float model
@@ -90,12 +91,12 @@ def test_detection_decoding_stays_float(detect):
 
 def test_classification_figures_equal_numpy(classify):
     loader = classify["datamodule"].val_dataloader()
-    figures = evaluate_classification(classify["sessions"], loader, SIZE)
-    predictions = {name: [] for name in classify["sessions"]}
+    figures = evaluate_classification(classify["models"], loader, SIZE)
+    predictions = {name: [] for name in classify["models"]}
     labels = []
     for images, targets in loader:
-        for name, session in classify["sessions"].items():
-            predictions[name].append(session.run(None, {"images": images.numpy()})[0].argmax(1))
+        for name, model in classify["models"].items():
+            predictions[name].append(model.session.run(None, {"images": images.numpy()})[0].argmax(1))
         labels.append(targets.numpy())
     fp32, int8, labels = (np.concatenate(v) for v in (*predictions.values(), labels))
     assert len(labels) == 8
@@ -119,12 +120,12 @@ def numpy_miou(predictions: list[np.ndarray], masks: list[np.ndarray], num_class
 
 def test_segmentation_figures_equal_numpy(segment):
     loader = segment["datamodule"].val_dataloader()
-    figures = evaluate_segmentation(segment["sessions"], loader, SIZE, 5, 255)
-    predictions = {name: [] for name in segment["sessions"]}
+    figures = evaluate_segmentation(segment["models"], loader, SIZE, 5, 255)
+    predictions = {name: [] for name in segment["models"]}
     masks = []
     for images, target in loader:
-        for name, session in segment["sessions"].items():
-            predictions[name].append(session.run(None, {"images": images.numpy()})[0].argmax(1))
+        for name, model in segment["models"].items():
+            predictions[name].append(model.session.run(None, {"images": images.numpy()})[0].argmax(1))
         masks.append(target.numpy())
     assert len(masks) == 3 and (np.concatenate(masks) == 255).any()
     for name, predicted in predictions.items():
@@ -134,24 +135,12 @@ def test_segmentation_figures_equal_numpy(segment):
     assert figures["pixel_agreement"] == pytest.approx(np.mean(fp32 == int8), abs=1e-12)
 
 
-def test_confusion_matrix_equals_numpy():
-    generator = torch.Generator().manual_seed(0)
-    predictions = torch.randint(0, 4, (2, 9, 7), generator=generator)
-    masks = torch.randint(0, 4, (2, 9, 7), generator=generator)
-    masks[0, :3] = 255
-    expected = np.zeros((4, 4), dtype=np.int64)
-    for truth, predicted in zip(masks.numpy().ravel(), predictions.numpy().ravel(), strict=True):
-        if truth != 255:
-            expected[truth, predicted] += 1
-    np.testing.assert_array_equal(confusion_matrix(predictions, masks, 4, 255).numpy(), expected)
-
-
 def test_detection_figures_equal_the_pytorch_model(detect):
     """COCO AP of the fp32 ORT model through `evaluate_detection` equals the PyTorch detector's on the same images."""
-    module = build_task("detect", detect["checkpoint"], detect["ckpt"])
+    module = detect["checkpoint"].module
     datamodule = detect["datamodule"]
     dataset, loader = datamodule.val_dataset, datamodule.val_dataloader()
-    figures = evaluate_detection(detect["sessions"], loader, dataset, module.model, SIZE, 5)
+    figures = evaluate_detection(detect["models"], loader, dataset, module.model, SIZE, 5)
     evaluator = CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)
     with torch.inference_mode():
         for images, targets in loader:

@@ -6,7 +6,7 @@ import torchvision
 
 from backbones import list_backbones
 from tasks.segment.model import build_segmenter
-from tests.conftest import randomize_norms
+from tests.helpers import randomize_norms
 
 NUM_CLASSES = 4
 

@@ -21,7 +21,7 @@ from interop.smp import (
     load_encoder_weights,
     register_encoder,
 )
-from tests.conftest import randomize_norms, save_state_dict
+from tests.helpers import randomize_norms, save_state_dict
 
 SIZE = 64
 WIDTH = 0.5  # every backbone is registered at it; enough to exercise each architecture cheaply

@@ -11,7 +11,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from backbones import list_backbones
 from interop.torchvision_detection import MobileNetFPN, mobilenet_fpn_backbone
-from tests.conftest import randomize_norms, save_state_dict
+from tests.helpers import randomize_norms, save_state_dict
 
 SIZE = 128
 CHANNELS = 64  # FPN width: smaller than the default 256 keeps FasterRCNN's box head light

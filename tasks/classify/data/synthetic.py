@@ -19,21 +19,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from tasks.common.images import build_folder_atomically
 from tasks.common.synthetic import (
-    HUE_JITTER,
-    MIN_COLOUR_DISTANCE,
-    SATURATION_RANGE,
     SHAPE_NAMES,
-    SPLITS,
-    VALUE_RANGE,
-    _background,
-    default_cache_dir,
+    check_generator_sizes,
+    ensure_generated,
+    hue_band_colour,
+    random_background,
 )
 
 # Bump when the drawing changes, so that caches of the old content are not reused.
@@ -52,7 +47,6 @@ CROSS_THICKNESS_RANGE: tuple[float, float] = (0.25, 0.4)
 # Backgrounds keep this fraction of their saturation (blended towards their own grey).
 BACKGROUND_SATURATION = 0.25
 JPEG_QUALITY = 92
-MIN_IMAGE_SIZE = 32
 
 DEFAULT_TRAIN_IMAGES = 2400
 DEFAULT_VAL_IMAGES = 400
@@ -71,37 +65,27 @@ def ensure_synthetic_classification(
     image_size: int = DEFAULT_IMAGE_SIZE,
     seed: int = 0,
 ) -> Path:
-    """Return the dataset folder (holding train/ and val/), generating it first if absent (atomically).
+    """Return the dataset folder (holding train/ and val/), generating it first if absent (atomically, see
+    `ensure_generated`).
 
     `cache_dir` None means $MOBILENET_SUITE_CACHE or ~/.cache/mobilenet-suite, as for the other synthetic data.
     """
     classes = len(CLASSIFICATION_CLASS_NAMES)
-    if num_train < classes:
-        raise ValueError(f"synthetic classification: num_train must be >= {classes} (one per class), got {num_train}")
-    if num_val < 1:
-        raise ValueError(f"synthetic classification: num_val must be >= 1, got {num_val}")
-    if image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"synthetic classification: image_size must be >= {MIN_IMAGE_SIZE} pixels, got {image_size}")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = cache / synthetic_classification_name(num_train, num_val, image_size, seed)
-    if (final / "val").is_dir():  # published only complete (renamed into place after writing)
-        return final
-    counts = {"train": num_train, "val": num_val}
+    check_generator_sizes("synthetic classification", num_train, num_val, image_size, classes, "one per class")
 
-    def write(staging: Path) -> None:
-        total = num_train + num_val
-        with tqdm(total=total, desc=f"generating {final.name}", disable=total < 200, mininterval=2.0) as progress:
-            for split_index, split in enumerate(SPLITS):
-                for index in range(counts[split]):
-                    class_name = CLASSIFICATION_CLASS_NAMES[index % classes]
-                    rng = np.random.default_rng([seed, split_index, index])
-                    picture = draw_classification_image(rng, class_name, image_size)
-                    folder = staging / split / class_name
-                    folder.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(picture).save(folder / f"{split}_{index:06d}.jpg", quality=JPEG_QUALITY)
-                    progress.update(1)
+    def write_split(root: Path, split: str, split_index: int, num_images: int, progress: tqdm) -> None:
+        for index in range(num_images):
+            class_name = CLASSIFICATION_CLASS_NAMES[index % classes]
+            rng = np.random.default_rng([seed, split_index, index])
+            picture = draw_classification_image(rng, class_name, image_size)
+            folder = root / split / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(folder / f"{split}_{index:06d}.jpg", quality=JPEG_QUALITY)
+            progress.update(1)
 
-    return build_folder_atomically(final, write)
+    name = synthetic_classification_name(num_train, num_val, image_size, seed)
+    # "val" is written last and the folder published only complete (renamed into place after writing)
+    return ensure_generated(cache_dir, name, "val", {"train": num_train, "val": num_val}, write_split)
 
 
 def draw_classification_image(rng: np.random.Generator, class_name: str, size: int) -> np.ndarray:
@@ -109,7 +93,7 @@ def draw_classification_image(rng: np.random.Generator, class_name: str, size: i
     family, kind = CLASS_SPECS[class_name]
     background = _muted_background(rng, size)
     canvas = Image.fromarray(background)
-    colour = _family_colour(rng, COLOUR_FAMILIES[family], background.reshape(-1, 3).mean(axis=0))
+    colour = hue_band_colour(rng, COLOUR_FAMILIES[family], background.reshape(-1, 3).mean(axis=0))
     draw = ImageDraw.Draw(canvas)
     extent = rng.uniform(*EXTENT_RANGE) * size
     if kind == 0:  # circle: no rotation needed
@@ -142,22 +126,6 @@ def _outline(rng: np.random.Generator, kind: int) -> np.ndarray:
 
 def _muted_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """The detection generator's background with its saturation cut to BACKGROUND_SATURATION."""
-    background = _background(rng, size).astype(np.float32)
+    background = random_background(rng, size).astype(np.float32)
     grey = background.mean(axis=2, keepdims=True)
     return np.clip(grey + BACKGROUND_SATURATION * (background - grey), 0, 255).astype(np.uint8)
-
-
-def _family_colour(rng: np.random.Generator, hue_centre: float, background_mean: np.ndarray) -> tuple[int, int, int]:
-    """A colour in the family's hue band, MIN_COLOUR_DISTANCE or more from the background mean (else the best of 32)."""
-    best, best_distance = (0, 0, 0), -1.0
-    for _ in range(32):
-        hue = (hue_centre + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 360.0
-        hsv = np.array([[[hue / 2.0, rng.uniform(*SATURATION_RANGE), rng.uniform(*VALUE_RANGE)]]])
-        colour = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float64)
-        distance = float(np.linalg.norm(colour - background_mean))
-        rgb = (int(colour[0]), int(colour[1]), int(colour[2]))
-        if distance >= MIN_COLOUR_DISTANCE:
-            return rgb
-        if distance > best_distance:
-            best, best_distance = rgb, distance
-    return best

@@ -1,10 +1,8 @@
-"""Robust image decoding and the skip-and-count dataset base that every detection dataset shares.
+"""Detection records (one annotated image each) and the dataset over them that every detection format shares.
 
-A corrupt or unreadable image must not stop a long training run: `SkippingDataset.__getitem__` logs it, counts
-it in a counter shared with DataLoader worker processes, and returns the next readable item instead. The batch
-size therefore never changes; an evaluation loop sees the substitute item under its own `image_id`.
-Subclasses choose which errors count as a bad item (`skippable_errors`). `build_folder_atomically` publishes a
-generated dataset folder all at once, for the synthetic generators.
+Bad samples (an unreadable or missing image, an image whose size differs from its annotation) follow the
+bad-sample policy of tasks/common/images.py: an error naming the file, or with `skip_bad_samples=True` a logged,
+counted skip; an evaluation loop then sees the substitute item under its own `image_id`.
 """
 
 from __future__ import annotations
@@ -47,8 +45,8 @@ class AnnotatedImages(SkippingDataset):
 
     target: `boxes` float32 [N, 4] in input pixels, `labels` int64 [N] in 1..K (ignored boxes left out),
     `image_id` int, `orig_size` int64 [2] = (H, W), `scale` float32 [2] = (sx, sy), original = input * scale.
-    An image whose decoded size differs from its record's raises ImageSizeMismatchError (not a skip): its boxes
-    were clipped to the record's size, and `scale` maps back to the decoded one.
+    An image whose decoded size differs from its record's raises ImageSizeMismatchError (its boxes were clipped to
+    the record's size, and `scale` would map back to the decoded one): a bad sample, as an unreadable image.
     """
 
     def __init__(
@@ -57,8 +55,9 @@ class AnnotatedImages(SkippingDataset):
         transform: Any,
         label_to_category_id: Mapping[int, int],
         class_names: Sequence[str],
+        skip_bad_samples: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(skip_bad_samples)
         self.records = list(records)
         self.transform = transform
         self.label_to_category_id = dict(label_to_category_id)

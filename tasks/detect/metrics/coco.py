@@ -1,18 +1,25 @@
-"""COCO box mAP through pycocotools' own COCOeval, fed from the detector's per-image outputs.
+"""COCO box mAP through faster-coco-eval's COCOeval (C++, pycocotools' semantics), fed from per-image outputs.
 
-The evaluator only converts and collects: every number comes from ``pycocotools.cocoeval.COCOeval``.
+The evaluator only converts and collects: every number comes from ``faster_coco_eval.COCOeval_faster``, whose
+stats equal ``pycocotools.cocoeval.COCOeval``'s (the tests hold it to pycocotools to 1e-6 on every stat) at a
+fraction of the time. Detections are kept as numpy arrays per batch, and the result annotations that COCOeval
+reads are built from them in one vectorised pass, without ``loadRes``'s per-result Python loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
+import gc
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
+from faster_coco_eval import COCO as FasterCOCO
+from faster_coco_eval import COCOeval_faster
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
@@ -21,6 +28,94 @@ logger = logging.getLogger(__name__)
 COCO_STAT_NAMES: tuple[str, ...] = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"
 )  # fmt: skip
+
+
+@dataclass
+class CocoResults:
+    """Detections in COCO's result layout, one row per box: what a results JSON holds, as flat arrays."""
+
+    image_ids: np.ndarray  # (N,) int64
+    category_ids: np.ndarray  # (N,) int64, COCO category ids
+    boxes: np.ndarray  # (N, 4) float64, xywh in original pixels
+    scores: np.ndarray  # (N,) float64
+
+    @classmethod
+    def empty(cls) -> CocoResults:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[CocoResults]) -> CocoResults:
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.image_ids for p in parts]),
+            np.concatenate([p.category_ids for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_dicts(self) -> list[dict]:
+        """``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` per row, as ``COCO.loadRes`` takes."""
+        return [
+            {"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(
+                self.image_ids.tolist(),
+                self.category_ids.tolist(),
+                self.boxes.tolist(),
+                self.scores.tolist(),
+                strict=True,
+            )
+        ]
+
+
+def _as_cpu(value: Any, dtype: torch.dtype | None = None) -> Tensor:
+    tensor = torch.as_tensor(value).detach()
+    return tensor.to("cpu", dtype) if dtype is not None else tensor.to("cpu")
+
+
+def detections_to_arrays(
+    image_ids: Sequence[int],
+    detections: Sequence[Mapping[str, Tensor]],
+    label_to_category_id: Mapping[int, int],
+) -> CocoResults:
+    """Turn per-image ``boxes`` (xyxy, original pixels), ``scores``, ``labels`` into flat COCO result arrays.
+
+    Boxes become xywh in float64 (exact for float32 input); contiguous labels 1..K are mapped to (possibly gapped)
+    COCO category ids. One concatenation and one conversion per call, not per box.
+    """
+    if len(image_ids) != len(detections):
+        raise ValueError(f"got {len(image_ids)} image_ids but {len(detections)} detections; they must pair up")
+    if not detections:
+        return CocoResults.empty()
+    boxes = [_as_cpu(d["boxes"]).reshape(-1, 4) for d in detections]
+    scores = [_as_cpu(d["scores"]).reshape(-1) for d in detections]
+    labels = [_as_cpu(d["labels"]).reshape(-1) for d in detections]
+    counts = [len(b) for b in boxes]
+    for image_id, b, s, lab in zip(image_ids, boxes, scores, labels, strict=True):
+        if not len(b) == len(s) == len(lab):
+            raise ValueError(
+                f"image {int(image_id)}: boxes, scores and labels have lengths {len(b)}, {len(s)}, {len(lab)}; "
+                "they must be equal"
+            )
+    xyxy = torch.cat(boxes).to(torch.float64).numpy()
+    label_array = torch.cat(labels).to(torch.int64).numpy()
+    row_image_ids = np.repeat(np.asarray([int(i) for i in image_ids], dtype=np.int64), counts)
+
+    known_labels = np.array(sorted(label_to_category_id), dtype=np.int64)
+    category_of = np.array([label_to_category_id[k] for k in known_labels.tolist()], dtype=np.int64)
+    slot = np.clip(np.searchsorted(known_labels, label_array), 0, max(len(known_labels) - 1, 0))
+    valid = known_labels[slot] == label_array if len(known_labels) else np.zeros(len(label_array), bool)
+    if not valid.all():
+        first = int(np.flatnonzero(~valid)[0])
+        raise KeyError(
+            f"image {int(row_image_ids[first])}: label {int(label_array[first])} has no COCO category id; "
+            f"label_to_category_id knows labels {known_labels.tolist()}"
+        )
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    return CocoResults(row_image_ids, category_of[slot], xywh, torch.cat(scores).to(torch.float64).numpy())
 
 
 def detections_to_coco_results(
@@ -33,34 +128,7 @@ def detections_to_coco_results(
     Each result is ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``, the format of a COCO results
     JSON and of ``COCO.loadRes``. Contiguous labels 1..K are mapped to (possibly gapped) COCO category ids.
     """
-    if len(image_ids) != len(detections):
-        raise ValueError(f"got {len(image_ids)} image_ids but {len(detections)} detections; they must pair up")
-    results: list[dict] = []
-    for image_id, detection in zip(image_ids, detections, strict=True):
-        boxes = torch.as_tensor(detection["boxes"]).detach().to("cpu", torch.float64).reshape(-1, 4)
-        scores = torch.as_tensor(detection["scores"]).detach().to("cpu", torch.float64).reshape(-1)
-        labels = torch.as_tensor(detection["labels"]).detach().to("cpu").reshape(-1)
-        if not len(boxes) == len(scores) == len(labels):
-            raise ValueError(
-                f"image {int(image_id)}: boxes, scores and labels have lengths {len(boxes)}, {len(scores)}, "
-                f"{len(labels)}; they must be equal"
-            )
-        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-        for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist(), strict=True):
-            if label not in label_to_category_id:
-                raise KeyError(
-                    f"image {int(image_id)}: label {label} has no COCO category id; "
-                    f"label_to_category_id knows labels {sorted(label_to_category_id)}"
-                )
-            results.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": int(label_to_category_id[label]),
-                    "bbox": box,
-                    "score": score,
-                }
-            )
-    return results
+    return detections_to_arrays(image_ids, detections, label_to_category_id).to_dicts()
 
 
 def format_table(metrics: Mapping[str, float]) -> str:
@@ -69,6 +137,64 @@ def format_table(metrics: Mapping[str, float]) -> str:
     lines = [f"{'metric':<{width}}  {'value':>7}", f"{'-' * width}  {'-' * 7}"]
     lines += [f"{name:<{width}}  {value:>7.4f}" for name, value in metrics.items()]
     return "\n".join(lines)
+
+
+def faster_ground_truth(coco_gt: COCO) -> FasterCOCO:
+    """faster-coco-eval's COCO for the box ground truth in ``coco_gt.dataset``, on slim copies of its records.
+
+    Only what box evaluation reads is copied (no polygons), so COCOeval's in-place marks (``ignore``) never touch
+    the dataset's own dicts. Annotation ids are renumbered 1..N: faster-coco-eval uses them as match markers, where
+    0 means "unmatched", and COCO files with an id 0 exist; the ids are internal to the evaluation.
+    """
+    dataset = coco_gt.dataset
+    images = [
+        {"id": int(image["id"]), "width": image.get("width"), "height": image.get("height")}
+        for image in dataset.get("images", [])
+    ]
+    annotations = []
+    for number, ann in enumerate(dataset.get("annotations", []), start=1):
+        if "area" not in ann or "bbox" not in ann:
+            raise KeyError(f"ground-truth annotation {ann.get('id')} has no 'bbox' or 'area'; COCOeval needs both")
+        annotations.append(
+            {
+                "id": number,
+                "image_id": int(ann["image_id"]),
+                "category_id": ann["category_id"],
+                "bbox": ann["bbox"],
+                "area": ann["area"],
+                "iscrowd": int(ann.get("iscrowd", 0)),
+            }
+        )
+    categories = [{"id": cat["id"], "name": cat.get("name", str(cat["id"]))} for cat in dataset.get("categories", [])]
+    return _faster_coco(images, categories, annotations)
+
+
+def _faster_coco(images: list[dict], categories: list[dict], annotations: list[dict]) -> FasterCOCO:
+    coco = FasterCOCO(print_function=_silent)
+    coco.dataset = {"images": images, "categories": categories, "annotations": annotations}
+    coco.createIndex()
+    return coco
+
+
+def _silent(*_: Any, **__: Any) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while COCOeval's inputs are built.
+
+    Building one dict and list per detection (500,000 on a val2017 pass) sets off a full collection again and
+    again, each scanning every object alive: that, not the dicts, was most of the set-up time. The objects made
+    here hold no reference cycles, so reference counting frees them all the same.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class CocoEvaluator:
@@ -90,30 +216,34 @@ class CocoEvaluator:
         self.label_to_category_id = dict(label_to_category_id)
         self._gt_image_ids = set(coco_gt.getImgIds())
         self.num_images_total = len(self._gt_image_ids)
+        self._faster_gt: FasterCOCO | None = None  # built on the first compute, kept across resets
         self.summary = ""
         self.reset()
 
     def reset(self) -> None:
         """Forget all collected detections and seen images."""
         self._seen: dict[int, None] = {}  # ordered set of image ids
-        self._results: list[dict] = []
+        self._results: list[CocoResults] = []
         self.num_images_evaluated = 0
 
     def update(self, image_ids: Sequence[int], detections: Sequence[Mapping[str, Tensor]]) -> None:
-        """Convert one batch's detections to COCO results and keep them; repeated image ids are skipped."""
+        """Convert one batch's detections to COCO result arrays and keep them; repeated image ids are skipped."""
         if len(image_ids) != len(detections):
             raise ValueError(f"got {len(image_ids)} image_ids but {len(detections)} detections; they must pair up")
-        new_ids, new_detections = [], []
+        new_ids: dict[int, None] = {}  # ordered set
+        new_detections = []
         for image_id, detection in zip(image_ids, detections, strict=True):
             image_id = int(image_id)
-            if image_id in self._seen:
+            if image_id in self._seen or image_id in new_ids:
                 continue
             if image_id not in self._gt_image_ids:
                 raise KeyError(f"image id {image_id} is not in the COCO ground truth")
-            self._seen[image_id] = None
-            new_ids.append(image_id)
+            new_ids[image_id] = None
             new_detections.append(detection)
-        self._results += detections_to_coco_results(new_ids, new_detections, self.label_to_category_id)
+        results = detections_to_arrays(list(new_ids), new_detections, self.label_to_category_id)
+        self._seen.update(new_ids)  # only a batch that converted cleanly counts as seen
+        if len(results):
+            self._results.append(results)
 
     def compute(self) -> dict[str, float]:
         """Run COCOeval on the seen images and return its stats by name; the printed summary goes to ``summary``."""
@@ -125,32 +255,36 @@ class CocoEvaluator:
             self.summary = "no images evaluated"
             return dict.fromkeys(COCO_STAT_NAMES, 0.0)
 
-        quiet = io.StringIO()
-        with contextlib.redirect_stdout(quiet):
-            coco_dt = self._load_results()
-            coco_eval = COCOeval(self.coco_gt, coco_dt, iouType="bbox")
+        with _gc_paused():
+            if self._faster_gt is None:
+                self._faster_gt = faster_ground_truth(self.coco_gt)
+            coco_eval = COCOeval_faster(self._faster_gt, self._load_results(), iouType="bbox", print_function=_silent)
             coco_eval.params.imgIds = sorted(self._seen)
             coco_eval.evaluate()
             coco_eval.accumulate()
-        summary = io.StringIO()
-        with contextlib.redirect_stdout(summary):
-            coco_eval.summarize()
-        self.summary = summary.getvalue()
+        lines: list[str] = []
+        coco_eval.print_function = lines.append
+        coco_eval.summarize()
+        self.summary = "\n".join(lines) + "\n"
         return {name: float(value) for name, value in zip(COCO_STAT_NAMES, coco_eval.stats, strict=True)}
 
-    def _load_results(self) -> COCO:
-        """``coco_gt.loadRes`` on copies of the results; an empty results COCO when there are none.
-
-        ``loadRes`` fails on an empty list, yet "no detections" is a valid outcome (0.0 wherever there is ground
-        truth), so that case gets a results set with the ground truth's images and categories and no annotations.
-        """
-        if self._results:
-            return self.coco_gt.loadRes([dict(result) for result in self._results])
-        coco_dt = COCO()
-        coco_dt.dataset = {
-            "images": list(self.coco_gt.dataset["images"]),
-            "categories": list(self.coco_gt.dataset["categories"]),
-            "annotations": [],
-        }
-        coco_dt.createIndex()
-        return coco_dt
+    def _load_results(self) -> FasterCOCO:
+        """The results as a COCO object, built as ``loadRes`` would for boxes (``area = w * h``, ids 1..N,
+        ``iscrowd`` 0), in one pass over flat arrays; no detections gives a results set without annotations."""
+        results = CocoResults.concatenate(self._results)
+        boxes = results.boxes
+        areas = (boxes[:, 2] * boxes[:, 3]).tolist()
+        annotations = [
+            {"id": n, "image_id": i, "category_id": c, "bbox": b, "score": s, "area": a, "iscrowd": 0}
+            for n, i, c, b, s, a in zip(
+                range(1, len(results) + 1),
+                results.image_ids.tolist(),
+                results.category_ids.tolist(),
+                boxes.tolist(),
+                results.scores.tolist(),
+                areas,
+                strict=True,
+            )
+        ]
+        gt = self._faster_gt.dataset
+        return _faster_coco(list(gt["images"]), list(gt["categories"]), annotations)

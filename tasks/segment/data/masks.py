@@ -1,13 +1,14 @@
-"""Semantic-segmentation datasets: Pascal VOC (palette PNG masks), COCO instances as VOC classes, predict folders.
+"""What the segmentation datasets share: mask reading and checks, the dataset base, predict folders.
 
 Items: `(image float32 [3, H, W], mask int64 [H, W])` as made by the transform; mask values are class labels
 0..num_classes-1 (0 = background) or IGNORE_INDEX (255: object borders, void, padding, COCO overlaps).
 
 Bad samples (a missing or unreadable image, a missing or unreadable mask, a mask whose size differs from its
-image, mask labels outside 0..num_classes-1 other than 255) raise an error naming the file(s) by default. With
-`skip_bad_samples=True` each is logged with its file name, counted in `skipped_samples` (across DataLoader
-workers; every event counts) and replaced by the next good item, so the number of items never changes but the
-caller must report the count: an evaluation with skips is computed partly on substitute items.
+image, mask labels outside 0..num_classes-1 other than 255) follow the bad-sample policy of every task
+(tasks/common/images.py): an error naming the file(s) by default; with `skip_bad_samples=True` each is logged with
+its file name, counted in `skipped_images` (across DataLoader workers; every event counts) and replaced by the
+next good item, so the number of items never changes but the caller must report the count: an evaluation with
+skips is computed partly on substitute items.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from tasks.common.drawing import voc_palette
+from tasks.common.drawing import palette_mask
+from tasks.common.images import BAD_SAMPLE_ERRORS as SHARED_BAD_SAMPLE_ERRORS
 from tasks.common.images import PredictImages, SkippingDataset, UnreadableImageError, load_rgb
 from tasks.segment.data.transforms import IGNORE_INDEX
 
@@ -43,15 +45,13 @@ class InvalidMaskError(ValueError):
     """A mask that does not fit its image or holds labels outside the classes."""
 
 
-# What `skip_bad_samples=True` skips: everything wrong with one sample's files, never a programming error.
-BAD_SAMPLE_ERRORS: tuple[type[Exception], ...] = (UnreadableImageError, MissingMaskError, InvalidMaskError)
+# What `skip_bad_samples=True` skips in segmentation: the shared bad samples and wrong or missing masks.
+BAD_SAMPLE_ERRORS: tuple[type[Exception], ...] = (*SHARED_BAD_SAMPLE_ERRORS, MissingMaskError, InvalidMaskError)
 
 
 def save_palette_mask(path: str | Path, mask: np.ndarray) -> None:
     """Write a uint8 label mask [H, W] as a VOC-style palette PNG (mode "P", the VOC colours)."""
-    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-    image.putpalette(voc_palette())
-    image.save(path)
+    palette_mask(mask).save(path)
 
 
 def load_mask(path: str | Path) -> np.ndarray:
@@ -94,20 +94,13 @@ def check_mask(
 class SegmentationDataset(SkippingDataset):
     """Base: subclasses implement `__len__` and `_read(index) -> (uint8 RGB image, checked uint8 mask)`."""
 
-    skip_description = "bad sample"
+    bad_sample_errors = BAD_SAMPLE_ERRORS
 
     def __init__(self, class_names: Sequence[str], transform: Any, skip_bad_samples: bool) -> None:
-        super().__init__()
+        super().__init__(skip_bad_samples)
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
         self.transform = transform
-        self.skip_bad_samples = skip_bad_samples
-        self.skippable_errors = BAD_SAMPLE_ERRORS if skip_bad_samples else ()
-
-    @property
-    def skipped_samples(self) -> int:
-        """How many times a bad sample was replaced by the next good one (all processes, every event)."""
-        return self.skipped_images
 
     def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -123,18 +116,6 @@ class SegmentationPredictImages(PredictImages):
 
     `orig_size` is (H, W). Unreadable images raise, or with `skip_bad_samples` are skipped and counted.
     """
-
-    def __init__(
-        self, files: str | Path | Sequence[str | Path], transform: Any, skip_bad_samples: bool = False
-    ) -> None:
-        super().__init__(files, transform)
-        if not skip_bad_samples:
-            self.skippable_errors = ()
-
-    @property
-    def skipped_samples(self) -> int:
-        """How many times an unreadable image was replaced by the next readable one (all processes)."""
-        return self.skipped_images
 
     def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         path = self.files[index]

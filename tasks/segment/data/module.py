@@ -10,18 +10,14 @@ edges may still differ slightly from single-image evaluation, as the padded cont
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from tasks.common.categories import VOC_CLASS_NAMES
-from tasks.common.datamodule import TaskDataModule, check_source
-from tasks.segment.data.formats.coco import CocoSegmentation
-from tasks.segment.data.formats.voc import VocSegmentation, read_voc_split, resolve_voc_root
-from tasks.segment.data.masks import SegmentationDataset, SegmentationPredictImages
-from tasks.segment.data.synthetic import SEGMENTATION_CLASS_NAMES, ensure_synthetic_segmentation
+from tasks.common.datamodule import TaskDataModule
+from tasks.segment.data.formats import FORMATS
+from tasks.segment.data.masks import SegmentationPredictImages
 from tasks.segment.data.transforms import (
     IGNORE_INDEX,
     SegmentationEvalTransform,
@@ -29,8 +25,8 @@ from tasks.segment.data.transforms import (
     scaled_sides,
 )
 
-SegmentationFormat = Literal["synthetic", "voc", "coco"]
-SEGMENTATION_FORMATS: tuple[str, ...] = get_args(SegmentationFormat)
+# "coco", "synthetic", "voc": one module each in tasks/segment/data/formats/.
+SegmentationFormat = FORMATS.literal()
 
 
 def _pad_to(tensor: torch.Tensor, height: int, width: int, value: float) -> torch.Tensor:
@@ -72,12 +68,14 @@ class SegmentationDataModule(TaskDataModule):
         batch_size: training batch size. eval_batch_size: val/test batch size (see the module docstring).
         mean, std: normalisation, in 0-1 RGB units.
         skip_bad_samples: False: a bad sample (missing/unreadable file, mask size or labels wrong) is an error
-            naming the file; True: it is logged, counted in `dataset.skipped_samples` and replaced by the next one.
+            naming the file; True: it is logged, counted in `dataset.skipped_images` and replaced by the next one.
         synthetic_*: size of the generated dataset; cache_dir defaults to $MOBILENET_SUITE_CACHE or
             ~/.cache/mobilenet-suite.
     """
 
+    formats = FORMATS
     collate = staticmethod(collate_segmentation)
+    predict_images = SegmentationPredictImages
     predict_batch_size = 1  # images of different sizes, each at its own size
 
     def __init__(
@@ -103,97 +101,21 @@ class SegmentationDataModule(TaskDataModule):
         synthetic_image_size: int = 256,
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        check_source(format, SEGMENTATION_FORMATS, root, train_split, val_split, test_split)
-        if extra_train_split is not None and format != "voc":
-            raise ValueError(f"extra_train_split is for format='voc' only (got format={format!r})")
-        for name, value in (
-            ("crop_size", crop_size),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        super().__init__()  # saves and checks the arguments
+        if crop_size < 1:
+            raise ValueError(f"crop_size must be >= 1, got {crop_size}")
         scaled_sides(base_size, tuple(scale_range))  # validates base_size and scale_range now, not at setup
-        self.save_hyperparameters()
-        self.format = format
-        self.root = root
-        self.train_split = train_split
-        self.val_split = val_split
-        self.test_split = test_split
-        self.extra_train_split = extra_train_split
-        self.predict_root = predict_root
-        self.crop_size = crop_size
-        self.base_size = base_size
-        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.mean = tuple(mean)
-        self.std = tuple(std)
-        self.skip_bad_samples = skip_bad_samples
-        self.synthetic_train_images = synthetic_train_images
-        self.synthetic_val_images = synthetic_val_images
-        self.synthetic_image_size = synthetic_image_size
-        self.cache_dir = cache_dir
-        self.train_dataset: SegmentationDataset | None = None
-        self.val_dataset: SegmentationDataset | None = None
-        self.test_dataset: SegmentationDataset | None = None
-        self.predict_dataset: SegmentationPredictImages | None = None
-
-    # -- what the model needs before setup (no disk access) ----------------------------------------------------
-    @property
-    def class_names(self) -> list[str]:
-        """Label -> name, `class_names[0] == "background"` (VOC's 20 classes for voc and coco)."""
-        return list(SEGMENTATION_CLASS_NAMES if self.format == "synthetic" else VOC_CLASS_NAMES)
-
-    @property
-    def num_classes(self) -> int:
-        """Classes including background (label 0); IGNORE_INDEX is not one of them."""
-        return len(self.class_names)
 
     @property
     def ignore_index(self) -> int:
         """The mask value that losses and metrics skip (borders, void, padding)."""
         return IGNORE_INDEX
 
-    def generate_synthetic(self) -> Path:
-        return ensure_synthetic_segmentation(
-            self.cache_dir, self.synthetic_train_images, self.synthetic_val_images, self.synthetic_image_size
-        )
-
     def train_transform(self) -> SegmentationTrainTransform:
-        return SegmentationTrainTransform(self.crop_size, self.base_size, self.scale_range, self.mean, self.std)
+        low, high = self.scale_range
+        return SegmentationTrainTransform(
+            self.crop_size, self.base_size, (float(low), float(high)), tuple(self.mean), tuple(self.std)
+        )
 
     def eval_transform(self) -> SegmentationEvalTransform:
-        return SegmentationEvalTransform(self.mean, self.std)
-
-    def build_dataset(self, split: str, train: bool) -> SegmentationDataset:
-        """One split of the configured format, with the training or evaluation transform."""
-        transform = self.train_transform() if train else self.eval_transform()
-        if self.format == "coco":
-            return CocoSegmentation(
-                self.data_root,
-                split,
-                transform,
-                remove_images_without_annotations=train,
-                skip_bad_samples=self.skip_bad_samples,
-            )
-        extra, exclude = None, ()
-        if train and self.extra_train_split is not None:
-            extra = self.extra_train_split
-            exclude = read_voc_split(resolve_voc_root(self.data_root), self.val_split)
-        return VocSegmentation(
-            self.data_root,
-            split,
-            transform,
-            extra_split=extra,
-            exclude=exclude,
-            class_names=self.class_names,
-            skip_bad_samples=self.skip_bad_samples,
-        )
-
-    def build_predict_dataset(self, root: str) -> SegmentationPredictImages:
-        return SegmentationPredictImages(root, self.eval_transform(), skip_bad_samples=self.skip_bad_samples)
+        return SegmentationEvalTransform(tuple(self.mean), tuple(self.std))

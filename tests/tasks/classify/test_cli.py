@@ -10,7 +10,7 @@ import torchvision
 from tasks.classify.task import main
 from tasks.common.checkpointing import AtomicCheckpointIO
 from tasks.common.cli import last_checkpoint_path
-from tests.conftest import save_state_dict
+from tests.helpers import save_state_dict
 from tests.tasks.classify.fixtures import write_image, write_image_folder
 
 SMALL = [
@@ -160,7 +160,7 @@ def test_fine_tuning_from_a_torchvision_checkpoint(tmp_path, caplog):
 
 
 @pytest.mark.parametrize(
-    "recipe", sorted((Path(__file__).parents[2] / "configs" / "classify").glob("*.yaml")), ids=lambda p: p.stem
+    "recipe", sorted((Path(__file__).parents[3] / "configs" / "classify").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_recipes_parse(recipe, capsys):
     with pytest.raises(SystemExit) as exit_info:

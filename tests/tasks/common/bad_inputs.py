@@ -238,9 +238,9 @@ class BadInputFixture:
         """The reader over this fixture (`transform` None: the evaluation transform); options go to the reader."""
         transform = default_transform(self.format) if transform is None else transform
         if self.format == "coco":
-            return CocoDetection(self.root, self.split, transform)
+            return CocoDetection(self.root, self.split, transform, **options)
         if self.format == "voc":
-            return VocDetection(self.voc_year, self.split, transform)
+            return VocDetection(self.voc_year, self.split, transform, **options)
         if self.format == "voc_seg":
             return VocSegmentation(self.root, self.split, transform, **options)
         if self.format == "coco_seg":

@@ -3,9 +3,9 @@
 Formats: COCO detection, VOC detection, VOC segmentation, COCO segmentation, imagefolder classification. Each
 (format, case) pair of MATRIX ends in one of: a clear error whose message names the file (and the line or id),
 a counted and logged skip (the next item stands in, the neighbours are untouched), boxes dropped and counted,
-or, for valid but unusual images, 8-bit RGB pixels of the right size and orientation. docs/bad_input.md lists
-the same table. Segmentation readers have two documented modes: an error by default, a counted skip with
-`skip_bad_samples=True`; both are asserted.
+or, for valid but unusual images, 8-bit RGB pixels of the right size and orientation. The README's "Bad and
+unusual input" lists the same table. Bad samples follow the one policy of every task: an error by default, a
+counted skip with `skip_bad_samples=True`; both are asserted for every reader.
 """
 
 from __future__ import annotations
@@ -52,22 +52,22 @@ from tests.tasks.common.bad_inputs import (
 )
 from tests.tasks.detect.fixtures import edit_coco_annotations
 
-SKIP = "skipped when read: counted in skipped_images, one warning naming the file, the next item stands in"
-SEG_SKIP = "error naming the file; skip_bad_samples=True: counted skip (skipped_samples)"
+SKIP = (
+    "error naming the file; skip_bad_samples=True: skipped when read, counted in skipped_images, one warning "
+    "naming the file, the next item stands in"
+)
 DROPPED = "dropped at construction, counted in dropped_boxes, one warning"
 LOADS = "loads as 8-bit RGB of the stored size, pixel values checked"
 
 # (format, case) -> the documented behaviour; the cases of the issue that apply to each format.
 MATRIX: dict[tuple[str, str], str] = {
     # unreadable files
-    **{(f, "zero_byte_image"): SKIP for f in (*DETECTION_FORMATS, "imagefolder")},
-    **{(f, "truncated_jpeg"): SKIP for f in (*DETECTION_FORMATS, "imagefolder")},
-    **{(f, "zero_byte_image"): f"UnreadableImageError when read; {SEG_SKIP}" for f in SEGMENTATION_FORMATS},
-    **{(f, "truncated_jpeg"): f"UnreadableImageError when read; {SEG_SKIP}" for f in SEGMENTATION_FORMATS},
-    ("coco", "missing_image"): SKIP,
-    ("voc", "missing_image"): SKIP,
-    ("voc_seg", "missing_image"): f"FileNotFoundError at construction; {SEG_SKIP}",
-    ("coco_seg", "missing_image"): f"UnreadableImageError when read; {SEG_SKIP}",
+    **{(f, "zero_byte_image"): f"UnreadableImageError when read; {SKIP}" for f in FORMATS},
+    **{(f, "truncated_jpeg"): f"UnreadableImageError when read; {SKIP}" for f in FORMATS},
+    ("coco", "missing_image"): f"UnreadableImageError when read; {SKIP}",
+    ("voc", "missing_image"): f"UnreadableImageError when read; {SKIP}",
+    ("voc_seg", "missing_image"): f"FileNotFoundError at construction; {SKIP}",
+    ("coco_seg", "missing_image"): f"UnreadableImageError when read; {SKIP}",
     ("imagefolder", "missing_image"): "labels file names a missing file: ValueError naming labels file and line",
     # valid but unusual images
     **{(f, case): LOADS for f in FORMATS for case in UNUSUAL_IMAGES},
@@ -75,15 +75,15 @@ MATRIX: dict[tuple[str, str], str] = {
         (f, "exif_rotated"): "EXIF orientation applied: boxes/masks in the displayed frame line up with the pixels"
         for f in FORMATS
     },
-    ("coco", "exif_stored_size"): "ImageSizeMismatchError when read, naming image, annotation file and image id",
-    ("voc", "exif_stored_size"): "ImageSizeMismatchError when read, naming image and XML",
-    ("coco_seg", "exif_stored_size"): f"InvalidMaskError naming image, file and image id; {SEG_SKIP}",
-    ("voc_seg", "exif_stored_size"): f"InvalidMaskError naming mask and image; {SEG_SKIP}",
+    ("coco", "exif_stored_size"): f"ImageSizeMismatchError when read, naming image, file and image id; {SKIP}",
+    ("voc", "exif_stored_size"): f"ImageSizeMismatchError when read, naming image and XML; {SKIP}",
+    ("coco_seg", "exif_stored_size"): f"InvalidMaskError naming image, file and image id; {SKIP}",
+    ("voc_seg", "exif_stored_size"): f"InvalidMaskError naming mask and image; {SKIP}",
     # annotation errors
     ("coco", "unknown_category"): "ValueError at construction naming the file, annotation id and category_id",
     ("coco_seg", "unknown_category"): "ValueError at construction naming the file, annotation id and category_id",
     ("voc", "unknown_category"): "ValueError at construction naming the XML and the class name",
-    ("voc_seg", "unknown_category"): f"mask label outside the classes: InvalidMaskError naming the mask; {SEG_SKIP}",
+    ("voc_seg", "unknown_category"): f"mask label outside the classes: InvalidMaskError naming the mask; {SKIP}",
     ("imagefolder", "unknown_category"): "ValueError at construction naming labels file, line and class",
     **{(f, "negative_box"): DROPPED for f in DETECTION_FORMATS},
     **{(f, "zero_size_box"): DROPPED for f in DETECTION_FORMATS},
@@ -94,10 +94,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("coco", "empty_annotation_file"): "ValueError at construction naming the file",
     ("coco_seg", "empty_annotation_file"): "ValueError at construction naming the file",
     ("voc", "empty_annotation_file"): "ValueError at construction naming the XML",
-    ("voc_seg", "empty_annotation_file"): f"empty mask PNG: UnreadableImageError naming the mask; {SEG_SKIP}",
+    ("voc_seg", "empty_annotation_file"): f"empty mask PNG: UnreadableImageError naming the mask; {SKIP}",
     ("imagefolder", "empty_annotation_file"): "empty labels file: ValueError at construction naming it",
-    ("voc_seg", "mask_wrong_size"): f"InvalidMaskError naming mask and image; {SEG_SKIP}",
-    ("coco_seg", "mask_wrong_size"): f"RLE of another size: InvalidMaskError naming file and annotation id; {SEG_SKIP}",
+    ("voc_seg", "mask_wrong_size"): f"InvalidMaskError naming mask and image; {SKIP}",
+    ("coco_seg", "mask_wrong_size"): f"RLE of another size: InvalidMaskError naming file and annotation id; {SKIP}",
 }
 
 ISSUE_CASES = {
@@ -159,16 +159,12 @@ def assert_same(got: Any, expected: Any) -> None:
         assert got == expected
 
 
-def skip_counter(dataset: Any) -> int:
-    return dataset.skipped_samples if hasattr(dataset, "skipped_samples") else dataset.skipped_images
-
-
 def assert_counted_skip(dataset: Any, baseline: Sequence[Any], path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Reading every item once: the victim is replaced by the next item, counted once, one warning names it."""
-    assert skip_counter(dataset) == 0
+    assert dataset.skipped_images == 0
     with caplog.at_level(logging.WARNING, logger="tasks.common.images"):
         got = items(dataset)
-    assert skip_counter(dataset) == 1
+    assert dataset.skipped_images == 1
     assert_same(got, [baseline[0], baseline[2], baseline[2]])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum(path.name in message for message in warnings) == 1, warnings
@@ -195,9 +191,6 @@ def test_unreadable_image(make: Any, format: str, case: str, caplog: pytest.LogC
     baseline = items(fixture.build())
     path = fixture.image_path()
     BREAK_IMAGE[case](path)
-    if format not in SEGMENTATION_FORMATS:
-        assert_counted_skip(fixture.build(), baseline, path, caplog)
-        return
     if format == "voc_seg" and case == "missing_image":
         with pytest.raises(FileNotFoundError, match=rf"VOC image {named(path)} not found"):
             fixture.build()  # before training starts
@@ -236,7 +229,7 @@ def test_unusual_image_decodes_to_8_bit_rgb(make: Any, format: str, case: str) -
     _, expected = fixture.replace_image(unusual.write, unusual.suffix)
     dataset = fixture.build(raw)
     got = items(dataset)
-    assert skip_counter(dataset) == 0
+    assert dataset.skipped_images == 0
     pixels = got[VICTIM][0].numpy()
     assert pixels.dtype == np.uint8 and pixels.shape == (HEIGHT, WIDTH, 3)
     assert np.abs(pixels.astype(int) - expected.astype(int)).max() <= unusual.atol
@@ -337,8 +330,7 @@ def test_exif_rotated_image_annotated_in_its_stored_frame(
         pattern = rf"image {named(path)} is 24x40 .* but {source} says 40x24.*sides swapped"
     with pytest.raises(error, match=pattern):
         dataset[VICTIM]
-    if format in SEGMENTATION_FORMATS:
-        assert_counted_skip(fixture.build(skip_bad_samples=True), baseline, path, caplog)
+    assert_counted_skip(fixture.build(skip_bad_samples=True), baseline, path, caplog)
 
 
 # -- annotations: categories, boxes, sizes, empty files, masks -----------------------------------------------------

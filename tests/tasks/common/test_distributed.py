@@ -18,7 +18,7 @@ from tasks import detect, segment
 from tasks.common.cli import last_checkpoint_path
 from tests.tasks.detect.fixtures import write_coco_dataset
 
-REPO = Path(__file__).parents[2]
+REPO = Path(__file__).parents[3]
 COMMON = ["--backbone", "v3_small", "--width", "0.5", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
 TASKS = {
     "detect": (
@@ -62,6 +62,7 @@ def task_data(task: str, tmp_path: Path) -> tuple[list[str], list[str]]:
     return data, ["--trainer.max_epochs", "1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_two_processes_give_the_one_process_metrics(tmp_path, task):
     main, sizes, names = TASKS[task]
@@ -92,6 +93,7 @@ def test_two_processes_give_the_one_process_metrics(tmp_path, task):
     assert any(value > 0 for value in expected.values())  # not a comparison of zeros
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["classify", "detect", "segment"])
 def test_two_process_training_shards_the_data(tmp_path, task):
     """8 training images, batch 2, 2 ranks: 2 steps per epoch on each rank (4 in one process)."""

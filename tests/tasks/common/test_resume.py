@@ -13,7 +13,7 @@ import torch
 from tasks.common.checkpointing import AtomicCheckpointIO, find_last_checkpoint
 from tasks.common.resume import ResumableSampler, sample_seed
 
-REPO = Path(__file__).parents[2]
+REPO = Path(__file__).parents[3]
 
 
 def test_sampler_order_is_seeded_per_epoch_and_resumes_mid_epoch():
@@ -56,6 +56,7 @@ def fit_command(root: Path, cache: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_ends_with_the_uninterrupted_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cache = tmp_path / "cache"

@@ -154,7 +154,7 @@ def test_task_rejects_mismatched_class_names():
 
 
 @pytest.mark.parametrize(
-    "recipe", sorted((Path(__file__).parents[2] / "configs" / "detect").glob("*.yaml")), ids=lambda p: p.stem
+    "recipe", sorted((Path(__file__).parents[3] / "configs" / "detect").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_recipes_parse(recipe, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -168,7 +168,7 @@ def test_corrupt_image_is_skipped_counted_and_reported(tmp_path, caplog):
     root = write_coco_dataset(tmp_path / "coco")
     corrupt = sorted((root / "val").glob("*.jpg"))[1]
     corrupt.write_bytes(b"\xff\xd8\xff not a jpeg")
-    data = ["--data.format", "coco", "--data.root", str(root)]
+    data = ["--data.format", "coco", "--data.root", str(root), "--data.skip_bad_samples", "true"]
     cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", *data)
     assert float(cli.trainer.callback_metrics["val/skipped_images"]) >= 1
     assert corrupt.name in caplog.text and "1 bad samples replaced by their neighbours" in caplog.text

@@ -112,7 +112,7 @@ def test_checkpoint_with_another_class_count_is_refused(tmp_path, trained_checkp
 
 
 @pytest.mark.parametrize(
-    "recipe", sorted((Path(__file__).parents[2] / "configs" / "segment").glob("*.yaml")), ids=lambda p: p.stem
+    "recipe", sorted((Path(__file__).parents[3] / "configs" / "segment").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_recipes_parse(recipe, capsys):
     with pytest.raises(SystemExit) as exit_info:

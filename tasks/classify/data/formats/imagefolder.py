@@ -11,9 +11,10 @@ Bad input never shifts the label mapping:
   learned, yet would hold a label); a class folder of another split that the train split lacks: ValueError
   naming it and listing the train classes;
 - non-image files (by extension): left out, counted in `ignored_files`, one warning per split with an example;
-- unreadable images: skipped when read, counted in `skipped_images` (SkippingDataset), replaced by the next
-  readable item, so the dataset never shrinks silently; the caller logs the count (an evaluation with skips is
-  partly computed on substitutes).
+- unreadable images: bad samples (the policy of tasks/common/images.py): an error naming the file, or with
+  `skip_bad_samples=True` skipped when read, counted in `skipped_images`, replaced by the next readable item, so
+  the dataset never shrinks silently; the caller logs the count (an evaluation with skips is partly computed on
+  substitutes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 
 import torch
 
+from tasks.classify.data.formats import FORMATS
+from tasks.common.datamodule import DataFormat
 from tasks.common.images import IMAGE_EXTENSIONS, SkippingDataset, load_rgb
 
 logger = logging.getLogger(__name__)
@@ -137,6 +140,7 @@ class ImageFolderClassification(SkippingDataset):
         labels_file: for a flat split (images directly in root/split): `filename,class` lines.
         require_every_class: every class of the mapping needs a folder with images here (for the split that
             trains: a class without examples could never be learned); always so when class_names is None.
+        skip_bad_samples: the bad-sample policy (tasks/common/images.py) for unreadable images.
     """
 
     def __init__(
@@ -147,8 +151,9 @@ class ImageFolderClassification(SkippingDataset):
         class_names: Sequence[str] | None = None,
         labels_file: str | Path | None = None,
         require_every_class: bool = False,
+        skip_bad_samples: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(skip_bad_samples)
         self.root = Path(root)
         self.split = split
         self.folder = split_folder(root, split)
@@ -254,12 +259,13 @@ class ImageFolderClassification(SkippingDataset):
 class ClassificationPredictImages(SkippingDataset):
     """Every image below a folder (recursive, sorted): items (image float32 [3, R, R], path str).
 
-    Non-image files are left out and counted (`ignored_files`); an unreadable image is skipped, counted in
-    `skipped_images` and replaced by the next readable one, whose own path the item carries.
+    Non-image files are left out and counted (`ignored_files`); an unreadable image is an error, or with
+    `skip_bad_samples` skipped, counted in `skipped_images` and replaced by the next readable one, whose own path
+    the item carries.
     """
 
-    def __init__(self, folder: str | Path, transform: Any) -> None:
-        super().__init__()
+    def __init__(self, folder: str | Path, transform: Any, skip_bad_samples: bool = False) -> None:
+        super().__init__(skip_bad_samples)
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"predict folder {self.folder} does not exist")
@@ -279,3 +285,34 @@ class ClassificationPredictImages(SkippingDataset):
     def _load_item(self, index: int) -> tuple[torch.Tensor, str]:
         path = self.files[index]
         return self.transform(load_rgb(path)), str(path)
+
+
+# -- the "imagefolder" format of the data module -------------------------------------------------------------------
+def train_class_names(data: Any) -> list[str]:
+    """The train split's class folders, sorted (a directory listing, nothing decoded)."""
+    folder = split_folder(data.data_root, data.train_split)
+    names = find_classes(folder)
+    if not names:
+        raise ValueError(
+            f"{folder} has no class folders; the train split must be laid out as "
+            f"{folder}/<class>/<images> (its class folders define the labels)"
+        )
+    return names
+
+
+def build_imagefolder(data: Any, split: str, transform: Any, train: bool) -> ImageFolderClassification:
+    """One split with the train split's label mapping; `val_labels_file` labels a flat val split."""
+    return ImageFolderClassification(
+        data.data_root,
+        split,
+        transform,
+        class_names=data.class_names,
+        labels_file=data.val_labels_file if split == data.val_split and not train else None,
+        require_every_class=train,
+        skip_bad_samples=data.skip_bad_samples,
+    )
+
+
+IMAGEFOLDER_FORMAT = FORMATS.register(
+    DataFormat(name="imagefolder", build=build_imagefolder, class_names=train_class_names, options=("val_labels_file",))
+)

@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from tasks.common.coco import check_coco_references, class_names_of, coco_annotation_file, load_coco
+from tasks.common.coco import (
+    check_coco_references,
+    class_names_of,
+    coco_annotation_file,
+    load_coco,
+    read_coco_categories,
+)
+from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.records import AnnotatedImages, DetectionRecord
 from tasks.detect.data.transforms import clip_and_drop_small
 
@@ -26,12 +33,12 @@ class CocoDetection(AnnotatedImages):
     `dropped_boxes` counts the non-crowd boxes under 1 px wide or high after clipping to their image (a warning
     with the count is logged once). An empty or invalid annotation file, an annotation whose category_id or
     image_id the file does not list, or an image without width/height is a ValueError naming the file (and the
-    id) at construction; a missing or unreadable image
-    is skipped when read and counted in `skipped_images`; an image whose size differs from its `width`/`height`
-    raises ImageSizeMismatchError when read.
+    id) at construction. A missing or unreadable image (UnreadableImageError) and an image whose size differs from
+    its `width`/`height` (ImageSizeMismatchError) are bad samples, found when read: errors, or with
+    `skip_bad_samples` skipped and counted in `skipped_images`.
     """
 
-    def __init__(self, root: str | Path, split: str, transform: Any) -> None:
+    def __init__(self, root: str | Path, split: str, transform: Any, skip_bad_samples: bool = False) -> None:
         self.root = Path(root)
         self.split = split
         self.annotation_file = coco_annotation_file(root, split)
@@ -47,6 +54,7 @@ class CocoDetection(AnnotatedImages):
             transform,
             {label: cid for cid, label in category_to_label.items()},
             class_names_of(categories),
+            skip_bad_samples,
         )
         if self.dropped_boxes:
             logger.warning(
@@ -99,3 +107,40 @@ class CocoDetection(AnnotatedImages):
                 )
             )
         return records
+
+
+# -- the "coco" format of the data module ----------------------------------------------------------------------------
+def coco_categories(data: Any) -> list[dict[str, Any]]:
+    """The categories of the val split's annotation file, sorted by id: usually far smaller than train's, and
+    every split must have the same."""
+    return read_coco_categories(coco_annotation_file(data.data_root, data.val_split))
+
+
+def coco_class_names(data: Any) -> list[str]:
+    return class_names_of(coco_categories(data))
+
+
+def coco_label_to_category_id(data: Any) -> dict[int, int]:
+    """Label 1..K -> the file's own category id."""
+    return {label: int(c["id"]) for label, c in enumerate(coco_categories(data), start=1)}
+
+
+def build_coco(data: Any, split: str, transform: Any, train: bool) -> CocoDetection:
+    """One split; its categories must be the val split's (the labels the model was built with)."""
+    dataset = CocoDetection(data.data_root, split, transform, skip_bad_samples=data.skip_bad_samples)
+    if dataset.class_names != data.class_names:
+        raise ValueError(
+            f"{dataset.annotation_file}: categories {dataset.class_names[1:]} differ from those of split "
+            f"{data.val_split!r} {data.class_names[1:]}; all splits must share one category list"
+        )
+    return dataset
+
+
+COCO_FORMAT = FORMATS.register(
+    DetectionFormat(
+        name="coco",
+        build=build_coco,
+        class_names=coco_class_names,
+        label_to_category_id=coco_label_to_category_id,
+    )
+)

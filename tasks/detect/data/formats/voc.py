@@ -23,7 +23,9 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from tasks.common.categories import VOC_CLASS_NAMES, VOC_CLASSES
+from tasks.common.datamodule import fixed_class_names
 from tasks.common.images import load_rgb
+from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.records import AnnotatedImages, DetectionRecord
 from tasks.detect.data.transforms import clip_and_drop_small
 
@@ -94,12 +96,13 @@ class VocDetection(AnnotatedImages):
 
     `dropped_boxes` counts boxes under 1 px wide or high after clipping (one warning with the count).
     `coco_gt` is built in memory on first use, with difficult objects as `iscrowd: 1`. A missing, empty or
-    malformed XML, or an unknown class name, is an error naming the XML; a missing or unreadable image is skipped
-    when read and counted in `skipped_images` (unless its XML lacks <size>: then its size is read at
-    construction, and an unreadable image is an UnreadableImageError there).
+    malformed XML, or an unknown class name, is an error naming the XML. A missing or unreadable image, or one whose
+    size differs from its XML's, is a bad sample when read: an error, or with `skip_bad_samples` skipped and
+    counted in `skipped_images` (unless its XML lacks <size>: then its size is read at construction, and an
+    unreadable image is an UnreadableImageError there).
     """
 
-    def __init__(self, root: str | Path, split: str, transform: Any) -> None:
+    def __init__(self, root: str | Path, split: str, transform: Any, skip_bad_samples: bool = False) -> None:
         self.root = Path(root)
         self.split = split
         self.dropped_boxes = 0
@@ -114,7 +117,7 @@ class VocDetection(AnnotatedImages):
                     continue
                 seen.add((year_folder, stem))
                 records.append(self._record(year_folder, stem, image_id=len(records) + 1))
-        super().__init__(records, transform, {label: label for label in range(1, 21)}, VOC_CLASS_NAMES)
+        super().__init__(records, transform, voc_label_to_category_id(), VOC_CLASS_NAMES, skip_bad_samples)
         if self.dropped_boxes:
             logger.warning("VOC %s %s: dropped %d boxes under 1 px wide or high", root, split, self.dropped_boxes)
 
@@ -167,3 +170,23 @@ class VocDetection(AnnotatedImages):
                 coco.createIndex()
             self._coco_gt = coco
         return self._coco_gt
+
+
+# -- the "voc" format of the data module -----------------------------------------------------------------------------
+def voc_label_to_category_id(data: Any = None) -> dict[int, int]:
+    """VOC's category ids are its labels 1..20."""
+    return {label: label for label in range(1, len(VOC_CLASS_NAMES))}
+
+
+def build_voc(data: Any, split: str, transform: Any, train: bool) -> VocDetection:
+    return VocDetection(data.data_root, split, transform, skip_bad_samples=data.skip_bad_samples)
+
+
+VOC_FORMAT = FORMATS.register(
+    DetectionFormat(
+        name="voc",
+        build=build_voc,
+        class_names=fixed_class_names(VOC_CLASS_NAMES),
+        label_to_category_id=voc_label_to_category_id,
+    )
+)

@@ -1,13 +1,6 @@
-"""Semantic-segmentation datasets: Pascal VOC (palette PNG masks), COCO instances as VOC classes, predict folders.
+"""COCO instances as masks of the 20 VOC classes (as torchvision's segmentation reference), and the "coco" format.
 
-Items: `(image float32 [3, H, W], mask int64 [H, W])` as made by the transform; mask values are class labels
-0..num_classes-1 (0 = background) or IGNORE_INDEX (255: object borders, void, padding, COCO overlaps).
-
-Bad samples (a missing or unreadable image, a missing or unreadable mask, a mask whose size differs from its
-image, mask labels outside 0..num_classes-1 other than 255) raise an error naming the file(s) by default. With
-`skip_bad_samples=True` each is logged with its file name, counted in `skipped_samples` (across DataLoader
-workers; every event counts) and replaced by the next good item, so the number of items never changes but the
-caller must report the count: an evaluation with skips is computed partly on substitute items.
+Items, mask values and the bad-sample policy: see tasks/segment/data/masks.py.
 """
 
 from __future__ import annotations
@@ -22,7 +15,9 @@ from pycocotools import mask as mask_utils
 
 from tasks.common.categories import VOC_CLASS_NAMES
 from tasks.common.coco import check_coco_references, coco_annotation_file, load_coco
+from tasks.common.datamodule import DataFormat, fixed_class_names
 from tasks.common.images import load_rgb, size_mismatch_message
+from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.masks import COCO_VOC_CATEGORY_IDS, InvalidMaskError, SegmentationDataset
 from tasks.segment.data.transforms import IGNORE_INDEX
 
@@ -173,3 +168,21 @@ class CocoSegmentation(SegmentationDataset):
             raise InvalidMaskError(size_mismatch_message(path, image.shape, width, height, source))
         mask = coco_semantic_mask(self._voc_annotations(image_id), height, width, self.category_to_label, source)
         return image, mask
+
+
+# -- the "coco" format of the data module ----------------------------------------------------------------------------
+def build_coco(data: Any, split: str, transform: Any, train: bool) -> CocoSegmentation:
+    """One split; training leaves out the images without VOC-category pixels, as the reference."""
+    return CocoSegmentation(
+        data.data_root,
+        split,
+        transform,
+        remove_images_without_annotations=train,
+        skip_bad_samples=data.skip_bad_samples,
+    )
+
+
+# COCO's 20 VOC categories become VOC's labels 1..20.
+COCO_FORMAT = FORMATS.register(
+    DataFormat(name="coco", build=build_coco, class_names=fixed_class_names(VOC_CLASS_NAMES))
+)

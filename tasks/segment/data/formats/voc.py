@@ -1,13 +1,6 @@
-"""Semantic-segmentation datasets: Pascal VOC (palette PNG masks), COCO instances as VOC classes, predict folders.
+"""Pascal VOC semantic segmentation (palette PNG masks, also the synthetic data's layout), and the "voc" format.
 
-Items: `(image float32 [3, H, W], mask int64 [H, W])` as made by the transform; mask values are class labels
-0..num_classes-1 (0 = background) or IGNORE_INDEX (255: object borders, void, padding, COCO overlaps).
-
-Bad samples (a missing or unreadable image, a missing or unreadable mask, a mask whose size differs from its
-image, mask labels outside 0..num_classes-1 other than 255) raise an error naming the file(s) by default. With
-`skip_bad_samples=True` each is logged with its file name, counted in `skipped_samples` (across DataLoader
-workers; every event counts) and replaced by the next good item, so the number of items never changes but the
-caller must report the count: an evaluation with skips is computed partly on substitute items.
+Items, mask values and the bad-sample policy: see tasks/segment/data/masks.py.
 """
 
 from __future__ import annotations
@@ -20,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from tasks.common.categories import VOC_CLASS_NAMES
+from tasks.common.datamodule import DataFormat, fixed_class_names
 from tasks.common.images import load_rgb
+from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.masks import MissingMaskError, SegmentationDataset, check_mask, load_mask
 
 logger = logging.getLogger(__name__)
@@ -116,3 +111,28 @@ class VocSegmentation(SegmentationDataset):
         image_path, mask_path = self.samples[index]
         image = load_rgb(image_path)
         return image, check_mask(load_mask(mask_path), image.shape, self.num_classes, mask_path, image_path)
+
+
+# -- the "voc" format of the data module -----------------------------------------------------------------------------
+def build_voc(data: Any, split: str, transform: Any, train: bool) -> VocSegmentation:
+    """One split; the training split with `extra_train_split` joined, its validation images left out."""
+    extra, exclude = None, ()
+    if train and data.extra_train_split is not None:
+        extra = data.extra_train_split
+        exclude = read_voc_split(resolve_voc_root(data.data_root), data.val_split)
+    return VocSegmentation(
+        data.data_root,
+        split,
+        transform,
+        extra_split=extra,
+        exclude=exclude,
+        class_names=data.class_names,
+        skip_bad_samples=data.skip_bad_samples,
+    )
+
+
+VOC_FORMAT = FORMATS.register(
+    DataFormat(
+        name="voc", build=build_voc, class_names=fixed_class_names(VOC_CLASS_NAMES), options=("extra_train_split",)
+    )
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ from tasks.classify.data.synthetic import (
     ensure_synthetic_classification,
 )
 from tasks.classify.data.transforms import ClassificationEvalTransform, ClassificationTrainTransform, eval_resize_side
+from tasks.common.images import UnreadableImageError
 from tests.tasks.classify.fixtures import (
     MEAN,
     STD,
@@ -89,7 +91,8 @@ def test_imagefolder_items_batches_and_stable_mapping(tmp_path: Path) -> None:
     assert labels.tolist() == [1, 2, 2]
     data.setup("test")
     assert data.test_dataset is not None and data.test_dataset.targets == [1, 2, 2]  # test defaults to val
-    assert data.skip_counts() == {"train": 0, "val": 0, "test": 0}
+    datasets = (data.train_dataset, data.val_dataset, data.test_dataset)
+    assert [dataset.skipped_images for dataset in datasets] == [0, 0, 0]
 
 
 def test_test_split_uses_the_train_mapping(tmp_path: Path) -> None:
@@ -249,7 +252,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path, {"train": {"ant": 2, "bee": 1, "cat": 2}, "val": {"ant": 1, "cat": 1}})
     write_corrupt_image(root / "train" / "bee" / "bee_broken.png")  # sorted after bee_0.png: item 3 of 6
     write_corrupt_image(root / "val" / "ant" / "ant_broken.png")  # item 1 of 3
-    data = folder_module(root)
+    data = folder_module(root, skip_bad_samples=True)
     data.setup("fit")
     train, val = data.train_dataset, data.val_dataset
     assert train is not None and val is not None
@@ -259,7 +262,17 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
     assert train.skipped_images == 1
     batch_labels = torch.cat([labels for _, labels in data.val_dataloader()])
     assert batch_labels.tolist() == [0, 2, 2] and val.skipped_images == 1
-    assert data.skip_counts() == {"train": 1, "val": 1}
+    assert train.skipped_images == 1  # reading val counted in val only
+
+
+def test_unreadable_image_is_an_error_by_default(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path, {"train": {"ant": 2, "bee": 1, "cat": 2}, "val": {"ant": 1, "cat": 1}})
+    broken = write_corrupt_image(root / "train" / "bee" / "bee_broken.png")  # item 3 of 6
+    data = folder_module(root)
+    data.setup("fit")
+    assert data.train_dataset is not None and data.train_dataset[2][1] == 1
+    with pytest.raises(UnreadableImageError, match=f"cannot read image {re.escape(str(broken))}"):
+        data.train_dataset[3]
 
 
 def test_missing_folders_and_no_classes(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
+from tasks.common.images import UnreadableImageError
 from tasks.detect.data.formats.coco import CocoDetection
 from tasks.detect.data.module import collate_detection
 from tasks.detect.data.transforms import DetectionTransform
@@ -23,8 +24,11 @@ STD = (0.229, 0.224, 0.225)
 SIZE = 64
 
 
-def _dataset(root: Path, split: str = "val", augment: str = "none", letterbox: bool = False) -> CocoDetection:
-    return CocoDetection(root, split, DetectionTransform(SIZE, MEAN, STD, augment, letterbox))  # type: ignore[arg-type]
+def _dataset(
+    root: Path, split: str = "val", augment: str = "none", letterbox: bool = False, skip_bad_samples: bool = False
+) -> CocoDetection:
+    transform = DetectionTransform(SIZE, MEAN, STD, augment, letterbox)  # type: ignore[arg-type]
+    return CocoDetection(root, split, transform, skip_bad_samples=skip_bad_samples)
 
 
 @pytest.fixture
@@ -157,9 +161,17 @@ def test_images_subfolder_and_file_names_with_a_sub_path(coco_root: Path) -> Non
     assert dataset[0][0].shape == (3, SIZE, SIZE)
 
 
-def test_corrupt_image_is_skipped_and_counted(coco_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_image_is_an_error_by_default(coco_root: Path) -> None:
     (coco_root / "val" / "val_0002.jpg").write_bytes((coco_root / "val" / "val_0002.jpg").read_bytes()[:300])
     dataset = _dataset(coco_root)
+    assert dataset[0][1]["image_id"] == 1
+    with pytest.raises(UnreadableImageError, match=r"cannot read image .*val_0002\.jpg"):
+        dataset[1]
+
+
+def test_corrupt_image_is_skipped_and_counted(coco_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (coco_root / "val" / "val_0002.jpg").write_bytes((coco_root / "val" / "val_0002.jpg").read_bytes()[:300])
+    dataset = _dataset(coco_root, skip_bad_samples=True)
     with caplog.at_level(logging.WARNING, logger="tasks.common.images"):
         ids = [dataset[i][1]["image_id"] for i in range(len(dataset))]
         dataset[1]

@@ -79,7 +79,9 @@ def test_predict_items_carry_path_size_and_scale(tmp_path: Path) -> None:
 def test_corrupt_images_are_counted_across_workers(tmp_path: Path) -> None:
     root = write_coco_dataset(tmp_path / "coco", num_images=4, image_size=64, splits=("val",))
     (root / "val" / "val_0003.jpg").write_bytes(b"garbage")
-    data = DetectionDataModule(format="coco", root=str(root), image_size=64, batch_size=2, num_workers=2)
+    data = DetectionDataModule(
+        format="coco", root=str(root), image_size=64, batch_size=2, num_workers=2, skip_bad_samples=True
+    )
     data.setup("validate")
     for _ in range(2):  # two epochs: each skip counts
         ids = sorted(t["image_id"] for _, targets in data.val_dataloader() for t in targets)

@@ -51,7 +51,7 @@ def test_generation_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         staging_folders.append(folder)
         return folder
 
-    monkeypatch.setattr(synthetic.tempfile, "mkdtemp", recording_mkdtemp)
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)  # build_folder_atomically's staging folder
     calls = {"n": 0}
     real_draw = synthetic.draw_scene
 

@@ -1,4 +1,7 @@
-"""CocoEvaluator against pycocotools run directly on JSON files, on tiny hand-made ground truth."""
+"""CocoEvaluator (faster-coco-eval inside) against pycocotools, the reference, on hand-made and random cases.
+
+Every stat must equal pycocotools' to 1e-6 (the C++ accumulation may differ from numpy's in the last bits).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,21 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tasks.detect.metrics.coco import COCO_STAT_NAMES, CocoEvaluator, detections_to_coco_results, format_table
+from tasks.detect.metrics.coco import (
+    COCO_STAT_NAMES,
+    CocoEvaluator,
+    detections_to_arrays,
+    detections_to_coco_results,
+    format_table,
+)
+
+TOLERANCE = 1e-6
 
 # Gapped category ids, as in COCO itself; the model predicts contiguous labels 1..3.
 LABEL_TO_CATEGORY = {1: 1, 2: 7, 3: 90}
@@ -118,7 +130,7 @@ def test_matches_pycocotools_on_hand_made_case(coco_gt, tmp_path):
     metrics, evaluator = evaluate(coco_gt, [1, 2, 3, 4])
     expected = pycocotools_stats(tmp_path / "gt.json", DETECTIONS, tmp_path)
     assert list(metrics) == list(COCO_STAT_NAMES)
-    assert list(metrics.values()) == expected
+    assert list(metrics.values()) == pytest.approx(expected, abs=TOLERANCE)
     assert 0.0 < metrics["AP"] < metrics["AP50"] < 1.0  # the case is neither trivial nor empty
     assert "Average Precision" in evaluator.summary
     assert evaluator.num_images_evaluated == evaluator.num_images_total == 4
@@ -128,7 +140,8 @@ def test_matches_pycocotools_when_batches_split(coco_gt, tmp_path):
     evaluator = CocoEvaluator(coco_gt, LABEL_TO_CATEGORY)
     evaluator.update([3], model_outputs(DETECTIONS, [3]))
     evaluator.update([1, 4, 2], model_outputs(DETECTIONS, [1, 4, 2]))
-    assert list(evaluator.compute().values()) == pycocotools_stats(tmp_path / "gt.json", DETECTIONS, tmp_path)
+    expected = pycocotools_stats(tmp_path / "gt.json", DETECTIONS, tmp_path)
+    assert list(evaluator.compute().values()) == pytest.approx(expected, abs=TOLERANCE)
 
 
 def test_perfect_predictions(coco_gt):
@@ -180,9 +193,11 @@ def test_subset_of_images_warns_and_is_restricted(coco_gt, tmp_path, caplog):
     assert "mAP computed on 2 of 4 images" in caplog.text
     assert (evaluator.num_images_evaluated, evaluator.num_images_total) == (2, 4)
     seen_rows = [row for row in DETECTIONS if row[0] in (1, 3)]
-    assert list(metrics.values()) == pycocotools_stats(tmp_path / "gt.json", seen_rows, tmp_path, image_ids=[1, 3])
+    expected = pycocotools_stats(tmp_path / "gt.json", seen_rows, tmp_path, image_ids=[1, 3])
+    assert list(metrics.values()) == pytest.approx(expected, abs=TOLERANCE)
     # Restricting matters: the unseen images' ground truth would otherwise count as missed.
-    assert list(metrics.values()) != pycocotools_stats(tmp_path / "gt.json", seen_rows, tmp_path)
+    unrestricted = pycocotools_stats(tmp_path / "gt.json", seen_rows, tmp_path)
+    assert list(metrics.values()) != pytest.approx(unrestricted, abs=TOLERANCE)
 
 
 def test_reset_forgets_everything(coco_gt):
@@ -225,3 +240,157 @@ def test_format_table_aligns_names_and_values():
         "AP50     0.7500",
         "AR100   -1.0000",
     ]
+
+
+def test_detections_to_arrays_is_the_dicts_as_columns():
+    outputs = model_outputs(DETECTIONS, [1, 2, 3, 4])
+    arrays = detections_to_arrays([1, 2, 3, 4], outputs, LABEL_TO_CATEGORY)
+    assert arrays.to_dicts() == detections_to_coco_results([1, 2, 3, 4], outputs, LABEL_TO_CATEGORY)
+    assert arrays.image_ids.tolist() == [row[0] for row in DETECTIONS]
+    assert arrays.category_ids.tolist() == [row[1] for row in DETECTIONS]
+    assert arrays.boxes.tolist() == [list(row[2:6]) for row in DETECTIONS]  # exact: integers and halves
+    assert len(detections_to_arrays([], [], LABEL_TO_CATEGORY)) == 0
+
+
+def test_mismatched_lengths_are_errors(coco_gt):
+    bad = {"boxes": torch.zeros(2, 4), "scores": torch.ones(1), "labels": torch.ones(2, dtype=torch.int64)}
+    with pytest.raises(ValueError, match="image 1: boxes, scores and labels have lengths 2, 1, 2"):
+        CocoEvaluator(coco_gt, LABEL_TO_CATEGORY).update([1], [bad])
+    with pytest.raises(ValueError, match="got 2 image_ids but 1 detections"):
+        CocoEvaluator(coco_gt, LABEL_TO_CATEGORY).update([1, 2], [bad])
+
+
+def test_a_failed_batch_does_not_count_as_seen(coco_gt):
+    evaluator = CocoEvaluator(coco_gt, LABEL_TO_CATEGORY)
+    bad_label = {"boxes": torch.zeros(1, 4), "scores": torch.ones(1), "labels": torch.tensor([4])}
+    with pytest.raises(KeyError):
+        evaluator.update([1], [bad_label])
+    evaluator.update([1, 2, 3, 4], model_outputs(DETECTIONS, [1, 2, 3, 4]))
+    assert evaluator.compute() == evaluate(coco_gt, [1, 2, 3, 4])[0]
+
+
+def test_ground_truth_dicts_are_left_untouched(coco_gt):
+    before = json.dumps(coco_gt.dataset, sort_keys=True)
+    evaluate(coco_gt, [1, 2, 3, 4])
+    assert json.dumps(coco_gt.dataset, sort_keys=True) == before  # no "ignore" or match marks added
+
+
+def test_annotation_id_zero_scores_as_any_other_id(coco_gt, tmp_path):
+    """Annotation ids are match markers in COCOeval (pycocotools' and faster-coco-eval's), where 0 means
+    "unmatched": pycocotools silently counts a match to a box with id 0 as a false positive. Exports that number
+    from 0 exist, so the evaluator renumbers: the file then scores as the same file numbered from 1."""
+    reference, _ = evaluate(coco_gt, [1, 2, 3, 4])
+    dataset = gt_json()
+    for annotation in dataset["annotations"]:
+        annotation["id"] -= 1
+    (tmp_path / "zero").mkdir()
+    metrics, _ = evaluate(load_coco(dataset, tmp_path / "zero"), [1, 2, 3, 4])
+    assert metrics == reference
+    # the case is one where pycocotools goes wrong: its exact box for id 0 (image 1, score 0.95) is lost
+    assert pycocotools_stats(tmp_path / "zero" / "gt.json", DETECTIONS, tmp_path)[0] < reference["AP"] - 0.1
+
+
+# -- random large cases ----------------------------------------------------------------------------------------------
+
+RANDOM_CATEGORIES = (1, 3, 8, 13, 44, 90)  # gapped ids, as COCO's
+
+
+def random_case(seed: int, num_images: int = 300) -> tuple[dict, list[tuple], dict[int, int]]:
+    """GT dict and detection rows: crowd boxes, all three areas, images without GT, images without detections,
+    images with more than 100 detections (COCOeval keeps the top 100), and tied scores."""
+    rng = np.random.default_rng(seed)
+    images, annotations, rows = [], [], []
+    for image_id in range(1, num_images + 1):
+        width, height = int(rng.integers(200, 801)), int(rng.integers(200, 801))
+        images.append({"id": image_id, "width": width, "height": height, "file_name": f"{image_id}.jpg"})
+        n = 0 if image_id % 23 == 0 else int(rng.integers(1, 16))
+        w = np.exp(rng.uniform(np.log(3), np.log(0.8 * width), n))
+        h = np.clip(w * np.exp(rng.normal(0, 0.4, n)), 3, 0.8 * height)
+        x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        # whole pixels and halves, so xywh -> xyxy float32 -> xywh float64 is exact
+        x, y, w, h = (np.round(v * 2) / 2 for v in (x, y, w, h))
+        categories = rng.choice(RANDOM_CATEGORIES, n)
+        crowd = rng.random(n) < 0.05
+        for k in range(n):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(categories[k]),
+                    "bbox": [float(x[k]), float(y[k]), float(w[k]), float(h[k])],
+                    "area": float(w[k] * h[k]),
+                    "iscrowd": int(crowd[k]),
+                }
+            )
+        if image_id % 17 == 0:
+            continue  # no detections for this image
+        num_detections = 130 if image_id % 29 == 0 else int(rng.integers(0, 40))
+        source = rng.integers(0, max(n, 1), num_detections)
+        near = (rng.random(num_detections) < 0.6) & (n > 0)
+        for j in range(num_detections):
+            if near[j]:
+                k = source[j]
+                dx, dy = np.round(rng.normal(0, 0.15, 2) * [w[k], h[k]] * 2) / 2
+                box = [x[k] + dx, y[k] + dy, w[k], h[k]]
+                category = int(categories[k]) if rng.random() < 0.8 else int(rng.choice(RANDOM_CATEGORIES))
+            else:
+                bw, bh = float(rng.integers(2, width // 2)), float(rng.integers(2, height // 2))
+                box = [float(rng.integers(0, width - bw)), float(rng.integers(0, height - bh)), bw, bh]
+                category = int(rng.choice(RANDOM_CATEGORIES))
+            score = float(np.float32(round(rng.uniform(0, 1), 1)))  # coarse scores: many ties
+            rows.append((image_id, category, *(float(v) for v in box), score))
+    gt = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in RANDOM_CATEGORIES]}
+    return gt, rows, {label: c for label, c in enumerate(RANDOM_CATEGORIES, start=1)}
+
+
+def random_outputs(rows, image_ids, label_to_category) -> list[dict[str, torch.Tensor]]:
+    category_to_label = {c: label for label, c in label_to_category.items()}
+    by_image: dict[int, list[tuple]] = {}
+    for row in rows:
+        by_image.setdefault(row[0], []).append(row)
+    outputs = []
+    for image_id in image_ids:
+        mine = by_image.get(image_id, [])
+        boxes = [[x, y, x + w, y + h] for _, _, x, y, w, h, _ in mine]
+        outputs.append(
+            {
+                "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                "scores": torch.tensor([r[6] for r in mine], dtype=torch.float32),
+                "labels": torch.tensor([category_to_label[r[1]] for r in mine], dtype=torch.int64),
+            }
+        )
+    return outputs
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_pycocotools_on_random_large_case(seed, tmp_path):
+    gt, rows, label_to_category = random_case(seed)
+    coco_gt = load_coco(gt, tmp_path)
+    image_ids = [image["id"] for image in gt["images"]]
+    assert sum(a["iscrowd"] for a in gt["annotations"]) > 0 and len(rows) > 5000
+    expected = pycocotools_stats(tmp_path / "gt.json", rows, tmp_path)
+
+    evaluator = CocoEvaluator(coco_gt, label_to_category)
+    for start in range(0, len(image_ids), 32):
+        batch = image_ids[start : start + 32]
+        evaluator.update(batch, random_outputs(rows, batch, label_to_category))
+    metrics = evaluator.compute()
+    assert list(metrics.values()) == pytest.approx(expected, abs=TOLERANCE)
+    assert all(0.02 < metrics[name] < 0.98 for name in ("AP", "APs", "APm", "APl", "AR100"))  # not trivial
+
+    # The DDP path: one update with every rank's gathered detections, padded with repeats, out of order.
+    shuffled = list(np.random.default_rng(seed).permutation(image_ids)) + image_ids[:7]
+    gathered = CocoEvaluator(coco_gt, label_to_category)
+    gathered.update(shuffled, random_outputs(rows, shuffled, label_to_category))
+    assert list(gathered.compute().values()) == pytest.approx(expected, abs=TOLERANCE)
+
+
+def test_random_case_restricted_to_seen_images(tmp_path):
+    gt, rows, label_to_category = random_case(2, num_images=120)
+    coco_gt = load_coco(gt, tmp_path)
+    seen = list(range(1, 121, 3))
+    seen_rows = [row for row in rows if row[0] in set(seen)]
+    evaluator = CocoEvaluator(coco_gt, label_to_category)
+    evaluator.update(seen, random_outputs(rows, seen, label_to_category))
+    expected = pycocotools_stats(tmp_path / "gt.json", seen_rows, tmp_path, image_ids=seen)
+    assert list(evaluator.compute().values()) == pytest.approx(expected, abs=TOLERANCE)

@@ -317,10 +317,10 @@ def test_bad_sample_is_a_counted_logged_skip(tmp_path: Path, breaker: object, ca
     data = voc_module(root, skip_bad_samples=True)
     data.setup("fit")
     dataset = data.train_dataset
-    assert dataset is not None and len(dataset) == 2 and dataset.skipped_samples == 0
+    assert dataset is not None and len(dataset) == 2 and dataset.skipped_images == 0
     with caplog.at_level(logging.WARNING):
         items = [dataset[i] for i in range(len(dataset))] + [dataset[1]]
-    assert dataset.skipped_samples == 2  # every event counts; the warning names the file once
+    assert dataset.skipped_images == 2  # every event counts; the warning names the file once
     assert caplog.text.count("skipping bad sample") == 1 and "2012_000002" in caplog.text
     for image, mask in items:
         assert image.shape == (3, 48, 48) and mask.shape == (48, 48)
@@ -336,7 +336,7 @@ def test_skips_in_dataloader_workers_are_counted(tmp_path: Path) -> None:
     assert dataset is not None
     batches = list(DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate_segmentation))
     assert len(batches) == 2  # the evaluation does not shrink: the count tells how many were substituted
-    assert dataset.skipped_samples == 1
+    assert dataset.skipped_images == 1
 
 
 def test_coco_image_size_mismatch_names_both_files(tmp_path: Path) -> None:
@@ -348,7 +348,7 @@ def test_coco_image_size_mismatch_names_both_files(tmp_path: Path) -> None:
     ):
         CocoSegmentation(root, "val", transform)[1]
     skipping = CocoSegmentation(root, "val", transform, skip_bad_samples=True)
-    assert skipping[1][0].shape == (3, 48, 64) and skipping.skipped_samples == 1
+    assert skipping[1][0].shape == (3, 48, 64) and skipping.skipped_images == 1
 
 
 def test_load_mask_rejects_colour_masks(tmp_path: Path) -> None:

@@ -1,0 +1,172 @@
+"""Key maps from torchvision's and timm's checkpoints to this project's module names.
+
+A source's format is detected from its keys. The backbone maps are derived from our module structure, so one
+map serves every width and variant. The task maps split a torchvision SSDLite or DeepLabV3/LR-ASPP state dict
+into a torchvision MobileNet backbone state dict (loaded through the backbone map) and a head state dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from backbones.builder import MobileNetBackbone
+from backbones.layers import ConvNormAct
+
+FORMATS = ("torchvision", "timm", "mobilenet_suite")
+STEM_WEIGHT = "backbone.stem.conv.weight"  # every one of our models has it: classifier, detector, segmenter
+
+# Settings a source needs for exact parity, applied as spec options (our defaults follow torchvision).
+SOURCE_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "timm": {
+        "v1": {"norm_eps": 1e-5, "activation": "relu6"},
+        "v2": {"norm_eps": 1e-5},
+        "v3_large": {"norm_eps": 1e-5},
+        "v3_small": {"norm_eps": 1e-5},
+    },
+}
+
+_BLOCK_PARTS = ("expand", "depthwise", "squeeze_excite", "project")
+_CONV_NORM = {"0": "conv", "1": "norm"}  # torchvision's Conv2dNormActivation children
+StateDict = dict[str, Tensor]
+
+
+# -- backbones and classifiers ----------------------------------------------------------------------------------
+def detect_format(state_dict: StateDict, path: Path | str = "<state dict>") -> str:
+    if "features.0.0.weight" in state_dict:
+        return "torchvision"
+    if "conv_stem.weight" in state_dict:
+        return "timm"
+    if STEM_WEIGHT in state_dict:
+        return "mobilenet_suite"
+    if "stem.conv.weight" in state_dict:  # a backbone's own state dict
+        return "mobilenet_suite"
+    first = list(state_dict)[:5]
+    raise ValueError(f"{path}: not a MobileNet checkpoint of any known format {FORMATS}; first keys: {first}")
+
+
+def leaf_map(fmt: str, backbone: MobileNetBackbone) -> dict[str, str]:
+    """Our leaf-module paths (classifier namespace: `backbone.*`, `head.*`) -> the source's."""
+    if fmt == "mobilenet_suite":
+        return {}
+    if fmt == "torchvision":
+        if backbone.spec.name not in ("v2", "v3_large", "v3_small"):
+            raise ValueError(f"torchvision has no {backbone.spec.name} model; its MobileNets: v2, v3_large, v3_small")
+        return _torchvision_map(backbone)
+    return _timm_map(backbone)
+
+
+def _conv_norm(ours: str, conv: str, norm: str) -> dict[str, str]:
+    return {f"{ours}.conv": conv, f"{ours}.norm": norm}
+
+
+def _torchvision_map(backbone: MobileNetBackbone) -> dict[str, str]:
+    v2 = backbone.spec.name == "v2"
+    leaves = _conv_norm("backbone.stem", "features.0.0", "features.0.1")
+    for i, block in enumerate(backbone.blocks):
+        ours, theirs = f"backbone.blocks.{i}", f"features.{i + 1}"
+        if isinstance(block, ConvNormAct):
+            leaves |= _conv_norm(ours, f"{theirs}.0", f"{theirs}.1")
+            continue
+        inner = f"{theirs}.{'conv' if v2 else 'block'}"
+        j = 0
+        for part in _BLOCK_PARTS:
+            if getattr(block, part) is None:
+                continue
+            if part == "squeeze_excite":
+                leaves |= {f"{ours}.{part}.reduce": f"{inner}.{j}.fc1", f"{ours}.{part}.expand": f"{inner}.{j}.fc2"}
+            elif part == "project" and v2:  # V2 keeps the projection's conv and BN as two entries
+                leaves |= _conv_norm(f"{ours}.{part}", f"{inner}.{j}", f"{inner}.{j + 1}")
+            else:
+                leaves |= _conv_norm(f"{ours}.{part}", f"{inner}.{j}.0", f"{inner}.{j}.1")
+            j += 1
+    last = f"features.{len(backbone.blocks) + 1}"
+    if v2:
+        leaves |= _conv_norm("head.conv", f"{last}.0", f"{last}.1") | {"head.fc": "classifier.1"}
+    else:
+        leaves |= {"head.hidden.0": "classifier.0", "head.fc": "classifier.3"}
+    return leaves
+
+
+def _timm_map(backbone: MobileNetBackbone) -> dict[str, str]:
+    leaves = _conv_norm("backbone.stem", "conv_stem", "bn1")
+    stage, index, previous = -1, 0, None
+    for i, (row, block) in enumerate(zip(backbone.spec.blocks, backbone.blocks, strict=True)):
+        # timm groups the paper's rows into stages of equal output channels
+        stage, index = (stage, index + 1) if row.out_channels == previous else (stage + 1, 0)
+        previous = row.out_channels
+        ours, theirs = f"backbone.blocks.{i}", f"blocks.{stage}.{index}"
+        if isinstance(block, ConvNormAct):
+            leaves |= _conv_norm(ours, f"{theirs}.conv", f"{theirs}.bn1")
+            continue
+        if block.expand is None:  # timm's DepthwiseSeparableConv
+            parts = {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")}
+        else:
+            parts = {"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
+        for part, (conv, norm) in parts.items():
+            leaves |= _conv_norm(f"{ours}.{part}", f"{theirs}.{conv}", f"{theirs}.{norm}")
+        leaves |= {
+            f"{ours}.squeeze_excite.reduce": f"{theirs}.se.conv_reduce",
+            f"{ours}.squeeze_excite.expand": f"{theirs}.se.conv_expand",
+        }
+    head = {"head.hidden.0": "conv_head", "head.fc": "classifier"}
+    return leaves | _conv_norm("head.conv", "conv_head", "bn2") | head
+
+
+# -- whole task models ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskKeymap:
+    """A source's whole-model layout: `marker` is a key only its files have; `split(model, state, path)` returns
+    the backbone's state dict in the source's backbone format and the head's state dict in our names."""
+
+    source: str
+    marker: str
+    split: Callable[[nn.Module, StateDict, Path], tuple[StateDict, StateDict]]
+
+
+def _split_torchvision_ssdlite(model: nn.Module, state: StateDict, path: Path) -> tuple[StateDict, StateDict]:
+    # torchvision splits the backbone at the C4 block's expansion: features.0 = everything up to and including
+    # that expansion, features.1 = the rest of that block, then the remaining blocks
+    c4 = int(model.backbone.feature_info[0].module.split(".")[1]) + 1  # index in torchvision's `features`
+    backbone, head = {}, {}
+    for key, value in state.items():
+        if match := re.fullmatch(r"backbone\.features\.0\.(\d+)\.(.+)", key):
+            index, rest = int(match[1]), match[2]
+            backbone[f"features.{index}.{rest}" if index < c4 else f"features.{c4}.block.0.{rest}"] = value
+        elif match := re.fullmatch(r"backbone\.features\.1\.0\.(\d+)\.(.+)", key):
+            backbone[f"features.{c4}.block.{match[1]}.{match[2]}"] = value  # slicing keeps the block indices
+        elif match := re.fullmatch(r"backbone\.features\.1\.(\d+)\.(.+)", key):
+            backbone[f"features.{c4 + int(match[1])}.{match[2]}"] = value
+        elif match := re.fullmatch(r"backbone\.extra\.(\d+)\.(\d+)\.([01])\.(.+)", key):
+            head[f"extra.{match[1]}.{match[2]}.{_CONV_NORM[match[3]]}.{match[4]}"] = value
+        elif match := re.fullmatch(r"head\.(classification|regression)_head\.module_list\.(\d+)\.0\.([01])\.(.+)", key):
+            head[f"{match[1]}.{match[2]}.0.{_CONV_NORM[match[3]]}.{match[4]}"] = value
+        elif match := re.fullmatch(r"head\.(classification|regression)_head\.module_list\.(\d+)\.1\.(.+)", key):
+            head[f"{match[1]}.{match[2]}.1.{match[3]}"] = value
+        else:
+            raise RuntimeError(f"{path}: unexpected key {key!r} for a torchvision SSDLite checkpoint")
+    return backbone, head
+
+
+def _split_torchvision_segmentation(model: nn.Module, state: StateDict, path: Path) -> tuple[StateDict, StateDict]:
+    # torchvision keeps the MobileNet's `features` indices under `backbone.`; LR-ASPP's head is `classifier.*`,
+    # DeepLabV3's head is `classifier.*` and `aux_classifier.*` as in ours
+    backbone, head = {}, {}
+    lraspp = any(k.startswith("classifier.cbr.") for k in state)
+    for key, value in state.items():
+        if key.startswith("backbone."):
+            backbone["features." + key.removeprefix("backbone.")] = value
+        else:
+            head[key.removeprefix("classifier.") if lraspp else key] = value
+    return backbone, head
+
+
+# torchvision's ssdlite320_mobilenet_v3_large
+DETECTOR_KEYMAPS = (TaskKeymap("torchvision", "backbone.features.0.0.0.weight", _split_torchvision_ssdlite),)
+# torchvision's deeplabv3_mobilenet_v3_large (with or without aux) and lraspp_mobilenet_v3_large
+SEGMENTER_KEYMAPS = (TaskKeymap("torchvision", "backbone.0.0.weight", _split_torchvision_segmentation),)

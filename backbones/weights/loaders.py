@@ -1,0 +1,128 @@
+"""Loading a local file into a backbone, a classifier or a task model: read, unwrap, map keys by the detected
+source format, load strictly. Every loader here goes through `reader` and `keymaps`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from backbones.builder import MobileNetBackbone
+from backbones.weights.keymaps import (
+    DETECTOR_KEYMAPS,
+    SEGMENTER_KEYMAPS,
+    SOURCE_OPTIONS,
+    STEM_WEIGHT,
+    TaskKeymap,
+    detect_format,
+    leaf_map,
+)
+from backbones.weights.reader import load_strict, read_state_dict
+
+_CLASSIFIER = "head.fc."
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    format: str
+    state_dict: dict[str, Tensor]
+
+    def spec_options(self, name: str) -> dict[str, Any]:
+        return dict(SOURCE_OPTIONS.get(self.format, {}).get(name, {}))
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """A MobileNet state dict (or a training checkpoint holding one) and its detected source format."""
+    path = Path(path)
+    state_dict = read_state_dict(path)
+    return Checkpoint(path, detect_format(state_dict, path), state_dict)
+
+
+def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
+    """Load `checkpoint` into a MobileNetBackbone (head weights ignored) or a MobileNetClassifier, strictly.
+
+    The one exception, as timm does for fine-tuning: a classifier whose final layer has another class count
+    than the checkpoint's keeps its freshly initialised final layer, and a warning says so.
+    """
+    backbone_only = isinstance(model, MobileNetBackbone)
+    backbone = model if backbone_only else model.backbone
+    leaves = leaf_map(checkpoint.format, backbone)
+    prefix = "backbone." if backbone_only else ""
+
+    def rename(key: str) -> str:
+        leaf, param = (prefix + key).rsplit(".", 1)
+        return f"{leaves.get(leaf, leaf)}.{param}"
+
+    # a backbone ignores the source's classifier; our own files keep theirs under "head."
+    head_leaves = tuple(theirs + "." for ours, theirs in leaves.items() if ours.startswith("head.")) + ("head.",)
+    load_strict(
+        model,
+        _source_state(checkpoint),
+        checkpoint.path,
+        described=f" ({checkpoint.format} format)",
+        target=f"{backbone.spec.name} at width {backbone.width}",
+        hint="",
+        rename=rename,
+        fit=lambda tensor, target, key: _fit(tensor, target, prefix + key),
+        ignored=head_leaves if backbone_only else (),
+        replaceable=() if backbone_only else (_CLASSIFIER,),
+    )
+
+
+def _source_state(checkpoint: Checkpoint) -> dict[str, Tensor]:
+    """The checkpoint's tensors; our own backbone-only files are put in the classifier's namespace."""
+    state = checkpoint.state_dict
+    if checkpoint.format == "mobilenet_suite" and STEM_WEIGHT not in state:
+        return {f"backbone.{k}": v for k, v in state.items()}
+    return state
+
+
+def _fit(tensor: Tensor, target: Tensor, key: str) -> Tensor | None:
+    """The source tensor shaped as our parameter, or None when it does not fit."""
+    if tensor.shape == target.shape:
+        return tensor
+    if tensor.shape == target.shape + (1, 1):  # a 1x1 conv stored where we use a linear layer
+        return tensor.flatten(1)
+    if key == STEM_WEIGHT and tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[0] == target.shape[0]:
+        return adapt_input_channels(tensor, target.shape[1])
+    return None
+
+
+def adapt_input_channels(weight: Tensor, in_chans: int) -> Tensor:
+    """RGB stem weights for another channel count: summed for one channel, else tiled and rescaled (as timm)."""
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // 3)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (3 / in_chans)
+
+
+def load_task_weights(model: nn.Module, path: str | Path, keymaps: Sequence[TaskKeymap], kind: str) -> None:
+    """Load a whole task model (`backbone` + `head`) from one of ours (also inside a Lightning checkpoint) or from
+    a source that one of `keymaps` recognises, strictly; `kind` names the model in errors."""
+    path = Path(path)
+    state = read_state_dict(path, f"{kind} weights")
+    if STEM_WEIGHT in state:
+        load_strict(model, state, path)
+        return
+    for keymap in keymaps:
+        if keymap.marker in state:
+            backbone, head = keymap.split(model, state, path)
+            load_checkpoint(model.backbone, Checkpoint(path, keymap.source, backbone))
+            load_strict(model.head, head, path)
+            return
+    known = [keymap.source for keymap in keymaps] + ["mobilenet_suite"]
+    raise ValueError(f"{path}: not a {kind} checkpoint of any known format {known}; first keys: {list(state)[:5]}")
+
+
+def load_detector_weights(model: nn.Module, path: str | Path) -> None:
+    """An SSDLite: torchvision's `ssdlite320_mobilenet_v3_large` state dict or one of ours."""
+    load_task_weights(model, path, DETECTOR_KEYMAPS, "detector")
+
+
+def load_segmenter_weights(model: nn.Module, path: str | Path) -> None:
+    """A SegmentationModel: torchvision's deeplabv3_/lraspp_mobilenet_v3_large state dicts or one of ours."""
+    load_task_weights(model, path, SEGMENTER_KEYMAPS, "segmenter")

@@ -1,0 +1,151 @@
+"""ONNX, written by torch's TorchScript-based exporter and run by onnxruntime's CPU provider.
+
+The TorchScript-based exporter (`dynamo=False`) exports these models in about a second where the dynamo exporter
+takes ten (v3_small, 2 CPU threads), needs no onnxscript, writes GlobalAveragePool rather than a
+Shape/Range/ReduceMean chain, and names nodes by module scope, which `deploy.quantize` uses to keep the detection
+decoding in float. It is deprecated in torch >= 2.9: the call is in `OnnxRuntime.export` alone.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from deploy.runtimes.base import INPUT_NAME, Loaded, Runtime, as_array, register_runtime
+
+DEFAULT_OPSET = 17
+# QuantizeLinear/DequantizeLinear take a per-channel `axis` from opset 13 on: the int8 models need it.
+MIN_OPSET = 13
+
+
+def _max_opset() -> int:
+    """The highest opset both the TorchScript-based exporter and the installed onnx know."""
+    from torch.onnx import _constants
+
+    exporter_max = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
+    try:
+        import onnx
+    except ImportError:
+        return exporter_max
+    return min(exporter_max, onnx.defs.onnx_opset_version())
+
+
+MAX_OPSET = _max_opset()
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(
+            f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} ({MIN_OPSET}: per-channel "
+            f"QuantizeLinear for the int8 models; {MAX_OPSET}: the highest both torch {torch.__version__}'s "
+            "TorchScript-based ONNX exporter and the installed onnx support)"
+        )
+
+
+def import_onnxruntime() -> Any:
+    """onnxruntime, or an ImportError that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            "ONNX export checks and int8 quantization need onnxruntime, which is not installed: "
+            "pip install onnxruntime (or the dev extra: pip install -e '.[dev]')"
+        ) from error
+    return onnxruntime
+
+
+def import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("ONNX export needs the onnx package, which is not installed: pip install onnx") from error
+    return onnx
+
+
+def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> Any:
+    """A CPU onnxruntime session with all graph optimisations; `threads` sets intra-op threads.
+
+    `spinning=False` stops idle worker threads from busy-waiting after a run, which would otherwise take the cores
+    from whatever runs next in the process (a benchmark interleaving runtimes).
+    """
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel(Loaded):
+    """An onnxruntime session fed `INPUT_NAME`; `session` is there for onnxruntime's own API."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
+        return [torch.from_numpy(y) for y in self.session.run(None, {INPUT_NAME: as_array(images)})]
+
+
+@register_runtime
+class OnnxRuntime(Runtime):
+    name = "onnx"
+    suffix = ".onnx"
+    loader = "onnxruntime"
+    options = {
+        "opset": {
+            "type": int,
+            "default": DEFAULT_OPSET,
+            "help": f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default %(default)s)",
+        }
+    }
+
+    def prepare(self, **options: Any) -> dict[str, Any]:
+        options = super().prepare(**options)
+        check_opset(options["opset"])
+        import_onnx()
+        import_onnxruntime()
+        return options
+
+    def export(
+        self,
+        model: nn.Module,
+        example: Tensor,
+        path: Path,
+        outputs: Sequence[str],
+        dynamic_batch: bool,
+        opset: int = DEFAULT_OPSET,
+    ) -> None:
+        """torch.onnx.export with the TorchScript-based exporter (see the module docstring for why)."""
+        check_opset(opset)
+        import_onnx()
+        axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)} if dynamic_batch else None
+        with warnings.catch_warnings():
+            # the legacy-exporter notice, and shape checks in Python that the trace records as constants (the
+            # check at a second batch size catches any that matter)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", message=".*will be removed.*")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(outputs),
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+
+    def load(self, path: str | Path, threads: int | None = None, spinning: bool = True) -> OnnxModel:
+        """An onnxruntime CPU session (`ort_session`) on the file."""
+        return OnnxModel(ort_session(path, threads, spinning))
