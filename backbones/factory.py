@@ -11,7 +11,7 @@ from backbones.classifier import MobileNetClassifier
 from backbones.layers import MEMORY_FORMAT, make_divisible
 from backbones.registry import get_spec
 from backbones.spec import NetworkSpec
-from backbones.weights import Checkpoint, load_checkpoint, read_checkpoint
+from backbones.weights import Checkpoint, load_checkpoint, read_checkpoint, resolve_weights
 from heads.classification import ClassificationHead
 
 
@@ -25,8 +25,9 @@ def create_backbone(
     weights: str | Path | None = None,
     **variant_options: Any,
 ) -> MobileNetBackbone:
-    """A feature-extracting MobileNet; `weights` is a local torchvision, timm or mobilenet-suite checkpoint."""
-    checkpoint = read_checkpoint(weights) if weights is not None else None
+    """A feature-extracting MobileNet; `weights`: a tag of `backbones.weights.list_weights(name)` ("imagenet"), a
+    URL, or a local torchvision, timm or mobilenet-suite checkpoint (a classifier's head weights are dropped)."""
+    checkpoint = _read(name, weights)
     spec = _spec(name, checkpoint, variant_options)
     backbone = build_backbone(
         spec, width=width, out_indices=out_indices, output_stride=output_stride, in_chans=in_chans
@@ -46,8 +47,9 @@ def create_classifier(
     weights: str | Path | None = None,
     **variant_options: Any,
 ) -> MobileNetClassifier:
-    """Backbone + the paper's classification head; `dropout=None` keeps the paper's rate."""
-    checkpoint = read_checkpoint(weights) if weights is not None else None
+    """Backbone + the paper's classification head; `dropout=None` keeps the paper's rate; `weights` as in
+    `create_backbone` (a final layer of another class count than the weights' is replaced, with a warning)."""
+    checkpoint = _read(name, weights)
     spec = _spec(name, checkpoint, variant_options)
     backbone = build_backbone(spec, width=width, out_indices=(-1,), in_chans=in_chans)
     head_spec = spec.classifier
@@ -69,6 +71,11 @@ def create_classifier(
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model
+
+
+def _read(name: str, weights: str | Path | None) -> Checkpoint | None:
+    path, _ = resolve_weights(name, weights)
+    return None if path is None else read_checkpoint(path)
 
 
 def _spec(name: str, checkpoint: Checkpoint | None, variant_options: dict[str, Any]) -> NetworkSpec:

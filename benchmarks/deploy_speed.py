@@ -9,16 +9,22 @@ values). onnxruntime's worker threads do not spin between runs: spinning, they t
 that follow (here they doubled them), at the price of onnxruntime itself running about 20% slower at batch 1.
 Everything runs in one process, interleaved round by round in a rotating order; times are medians.
 
+A second table puts the same pairs in OpenVINO (`deploy.runtimes.openvino`: the folded ONNX export converted to IR,
+CPU plugin in f32, latency hint, `--threads` threads): ours and the peer's fp32, our NNCF int8 (calibrated on random
+normal images as above), and, where executorch is installed (`--executorch`, on by default then; its XNNPACK
+lowering takes minutes per model on 2 cores), ours and the peer's `.pte` in ExecuTorch's runtime.
+
 The physical limit: 2 x multiply-adds (`backbones.profile.count_madds`) divided by the fp32 matrix-multiply rate
 that this script measures with torch.matmul on the same threads, interleaved with the models. `fraction` is
 limit / measured: 1.0 would be a network running at the matmul rate. The int8 model is held to the same fp32
 rate (its own arithmetic could run faster), so its fraction can exceed what fp32 can reach.
-Usage: python -m benchmarks.deploy_speed [--rounds N] [--backbones v1 v3_large]
+Usage: python -m benchmarks.deploy_speed [--rounds N] [--backbones v1 v3_large] [--no-executorch]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -35,6 +41,7 @@ from benchmarks.peers import PEERS  # the first peer is also exported to ONNX
 from deploy.quantize import quantize_onnx
 from deploy.runtimes import INPUT_NAME
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session
+from deploy.runtimes.openvino import OpenVinoRuntime
 
 MATMUL_SIZE = 1024
 CALIBRATION_BATCHES = 4
@@ -46,6 +53,24 @@ def onnx_runner(model: nn.Module, path: Path, size: int, threads: int) -> Callab
     example = torch.randn(1, 3, size, size)
     OnnxRuntime().export(fuse(model), example, path, ("logits",), dynamic_batch=False, opset=DEFAULT_OPSET)
     return session_runner(ort_session(path, threads, spinning=False), example)
+
+
+def openvino_runner(path: Path, threads: int, size: int) -> Callable[[], object]:
+    """The IR compiled with `threads` threads; a call runs one image through an infer request."""
+    request = OpenVinoRuntime().load(path, threads).request
+    example = torch.randn(1, 3, size, size).numpy()
+    return lambda: request.infer([example])
+
+
+def executorch_runner(model: nn.Module, path: Path, size: int) -> Callable[[], object]:
+    """Fold, export to a batch-1 `.pte` (XNNPACK), load in executorch.runtime; a call runs one image."""
+    from deploy.runtimes.executorch import ExecuTorchRuntime
+
+    runtime = ExecuTorchRuntime()
+    example = torch.randn(1, 3, size, size)
+    runtime.export(fuse(model).eval(), example, path, ("logits",), dynamic_batch=False)
+    method = runtime.load(path).method
+    return lambda: method.execute([example])
 
 
 def session_runner(session, example: torch.Tensor) -> Callable[[], object]:
@@ -68,7 +93,9 @@ def matmul_runner() -> Callable[[], object]:
     return lambda: torch.matmul(a, b)
 
 
-def build_runners(name: str, size: int, threads: int, folder: Path) -> dict[str, Callable[[], object]]:
+def build_runners(
+    name: str, size: int, threads: int, folder: Path, executorch: bool = False
+) -> dict[str, Callable[[], object]]:
     ours = create_classifier(name).eval()
     peers = {peer: make().eval() for peer, make in PEERS[name].items()}
     exported_peer = next(iter(peers))
@@ -84,6 +111,16 @@ def build_runners(name: str, size: int, threads: int, folder: Path) -> dict[str,
     int8_path = quantize_onnx(folder / f"{name}_ours.onnx", folder / f"{name}_ours.int8.onnx", batches)
     int8_session = ort_session(int8_path, threads, spinning=False)
     runners["ours_int8"] = session_runner(int8_session, torch.randn(1, 3, size, size))
+    openvino = OpenVinoRuntime()
+    for key, model, stem in (("ours", ours, "ours"), ("peer", peers[exported_peer], exported_peer)):
+        path = folder / f"{name}_{stem}.openvino.xml"
+        openvino.export(fuse(model), torch.randn(1, 3, size, size), path, ("logits",), dynamic_batch=False)
+        runners[f"{key}_ov"] = openvino_runner(path, threads, size)
+    int8_ir = openvino.quantize(ours, folder / f"{name}_ours.openvino.xml", folder / f"{name}.int8.xml", batches)
+    runners["ours_ov_int8"] = openvino_runner(int8_ir, threads, size)
+    if executorch:
+        runners["ours_et"] = executorch_runner(ours, folder / f"{name}_ours.pte", size)
+        runners["peer_et"] = executorch_runner(peers[exported_peer], folder / f"{name}_{exported_peer}.pte", size)
     runners["matmul"] = matmul_runner()
     return runners
 
@@ -110,13 +147,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbones", nargs="+", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument(
+        "--executorch",
+        action=argparse.BooleanOptionalAction,
+        default=importlib.util.find_spec("executorch") is not None,
+        help="ExecuTorch columns (default: when executorch is installed)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import onnxruntime
+    import openvino
 
     print(
-        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {args.threads} threads, "
-        f"{args.size}x{args.size}, batch 1, median ms of {args.rounds} interleaved rounds"
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
+        f"{args.threads} threads, {args.size}x{args.size}, batch 1, median ms of {args.rounds} interleaved rounds"
     )
     header = (
         f"{'backbone':<9} | {'eager':>6} {'peer':>6} {'':<13} {'ratio':>5} | {'ort':>6} {'peer':>6} {'ratio':>5} | "
@@ -128,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.backbones:
             madds = count_madds(create_classifier(name), args.size)
-            ms = benchmark(build_runners(name, args.size, args.threads, Path(folder)), args.rounds, args.warmup)
+            runners = build_runners(name, args.size, args.threads, Path(folder), args.executorch)
+            ms = benchmark(runners, args.rounds, args.warmup)
             peer = min(PEERS[name], key=lambda key: ms[key])
             rate = 2 * MATMUL_SIZE**3 / (ms["matmul"] / 1000) / 1e9  # GFLOP/s
             limit = 2 * madds / (rate * 1e9) * 1000  # ms
@@ -139,12 +184,41 @@ def main(argv: list[str] | None = None) -> None:
                 f"{ms['ours_int8'] / ms['ours_ort']:>5.2f} | {rate:>7.1f} {limit:>6.2f} | "
                 f"{'':>9} {limit / ms['ours']:>5.2f} {limit / ms['ours_ort']:>5.2f} {limit / ms['ours_int8']:>5.2f}"
             )
-            rows.append((name, madds))
+            rows.append((name, madds, ms, limit))
     print(
         "ratio: ours / faster peer (eager) and ours / peer exported the same way (ort); /ort: int8 / our fp32 ort. "
         "Goals: eager <= 1.0, ort <= 1.0, int8 <= 0.6."
     )
-    print("MAdds: " + ", ".join(f"{name} {madds / 1e6:.0f}M" for name, madds in rows))
+    print("MAdds: " + ", ".join(f"{name} {madds / 1e6:.0f}M" for name, madds, _, _ in rows))
+    print_runtime_table(rows, args.executorch)
+
+
+def print_runtime_table(rows: list[tuple[str, int, dict[str, float], float]], executorch: bool) -> None:
+    """OpenVINO (and ExecuTorch) medians of the same rounds, ours against the peer exported the same way."""
+    header = (
+        f"{'backbone':<9} | {'ov':>6} {'peer':>6} {'ratio':>5} {'/ort':>5} | {'int8':>6} {'/ov':>5} | "
+        f"fraction: {'ov':>5} {'int8':>5}"
+    )
+    if executorch:
+        header += f" | {'et':>6} {'peer':>6} {'ratio':>5}"
+    print()
+    print(header)
+    print("-" * len(header))
+    for name, _, ms, limit in rows:
+        line = (
+            f"{name:<9} | {ms['ours_ov']:>6.2f} {ms['peer_ov']:>6.2f} {ms['ours_ov'] / ms['peer_ov']:>5.2f} "
+            f"{ms['ours_ov'] / ms['ours_ort']:>5.2f} | {ms['ours_ov_int8']:>6.2f} "
+            f"{ms['ours_ov_int8'] / ms['ours_ov']:>5.2f} | {'':>9} {limit / ms['ours_ov']:>5.2f} "
+            f"{limit / ms['ours_ov_int8']:>5.2f}"
+        )
+        if executorch:
+            line += f" | {ms['ours_et']:>6.2f} {ms['peer_et']:>6.2f} {ms['ours_et'] / ms['peer_et']:>5.2f}"
+        print(line)
+    print(
+        "ov: OpenVINO fp32, ratio ours / peer in OpenVINO, /ort: ours OpenVINO / ours onnxruntime; int8: NNCF int8 "
+        "in OpenVINO, /ov: int8 / fp32. Goals: ratio <= 1.0, /ort <= 0.7, /ov <= 0.85 (v3_small <= 1.0)"
+        + ("; et: ExecuTorch XNNPACK fp32." if executorch else ".")
+    )
 
 
 if __name__ == "__main__":

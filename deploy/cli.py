@@ -40,6 +40,14 @@ def build_parser(task: str) -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=1, help="the exported batch size (the example's)")
     parser.add_argument("--image_size", type=int, default=None, help=f"square input side (default: {default_size})")
     parser.add_argument("--num_classes", type=int, default=None, help="must equal the checkpoint's when given")
+    int8 = parser.add_argument_group("int8 (with --format onnx, openvino or executorch)")
+    int8.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an int8 model calibrated on train-split images, and print fp32 vs int8 on the val split",
+    )
+    int8.add_argument("--calibration_batches", type=int, default=8, help="(default %(default)s)")
+    int8.add_argument("--calibration_batch_size", type=int, default=16, help="(default %(default)s)")
     added: set[str] = set()
     for name in list_runtimes():
         group = parser.add_argument_group(f"{name} options (with --format {name})")
@@ -51,7 +59,10 @@ def build_parser(task: str) -> argparse.ArgumentParser:
 
 
 def export_main(task: str, args: Sequence[str] | None = None) -> Any:
-    """Parse `[export] --ckpt_path ... ` and export; errors are printed as `error: ...` with exit status 2."""
+    """Parse `[export] --ckpt_path ... ` and export; errors are printed as `error: ...` with exit status 2.
+
+    Returns the `ExportResult`; with `--int8`, the `QuantizeResult` (its `fp32` is the `ExportResult`).
+    """
     from deploy.export import ExportCheckError, export_checkpoint
     from deploy.runtimes import get_runtime
 
@@ -62,6 +73,12 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if options.int8:
+            from deploy.quantize import quantizer
+
+            quantizer(options.format)  # an unsupported format fails before any work
+            if options.calibration_batches < 1 or options.calibration_batch_size < 1:
+                raise ValueError("--calibration_batches and --calibration_batch_size must be >= 1")
         runtime_options = {option: getattr(options, option) for option in get_runtime(options.format).options}
         result = export_checkpoint(
             task,
@@ -74,7 +91,17 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
             batch_size=options.batch_size,
             **runtime_options,
         )
+        print(result.summary())
+        if options.int8:
+            from deploy.quantize import quantize_export
+
+            result = quantize_export(
+                result,
+                options.ckpt_path,
+                calibration_batches_count=options.calibration_batches,
+                batch_size=options.calibration_batch_size,
+            )
+            print(result.summary())
     except (ValueError, FileNotFoundError, ImportError, ExportCheckError) as error:
         parser.error(str(error))
-    print(result.summary())
     return result

@@ -18,10 +18,7 @@ result says which), at the exported batch size and, with a dynamic batch, at one
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +33,7 @@ from backbones.fuse import conv_bn_pairs, fuse
 from deploy.runtimes import INPUT_NAME, get_runtime
 from deploy.runtimes.base import output_list
 from heads.ssdlite import SSDLite
+from tasks.common.predictor import TaskCheckpoint, load_task  # the predictors' loader; quantize imports them here
 
 log = logging.getLogger(__name__)
 
@@ -94,44 +92,18 @@ class BoxDecoder(nn.Module):
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """Where a task's LightningModule and data module live (`module:attribute`, imported when first needed, as the
-    tasks import `deploy.cli`), and what its exported network takes and gives."""
+    """What a task's exported network takes and gives (where its classes live: `tasks.common.predictor.TASKS`)."""
 
-    task_class: str
-    datamodule_class: str
     outputs: tuple[str, ...]
     size_key: str | None  # the hyper-parameter holding the input size, if any
     default_size: int | None = None  # without one
     wrap: Callable[[nn.Module, int], nn.Module] | None = None  # (network, input size) -> what is exported
 
-    def load_task_class(self) -> Any:
-        return _import(self.task_class)
-
-    def load_datamodule_class(self) -> Any:
-        return _import(self.datamodule_class)
-
 
 TASKS: dict[str, TaskInfo] = {
-    "classify": TaskInfo(
-        "tasks.classify:ClassificationTask",
-        "tasks.classify.data.module:ClassificationDataModule",
-        ("logits",),
-        "resolution",
-    ),
-    "segment": TaskInfo(
-        "tasks.segment:SegmentationTask",
-        "tasks.segment.data.module:SegmentationDataModule",
-        ("logits",),
-        None,
-        SEGMENT_IMAGE_SIZE,
-    ),
-    "detect": TaskInfo(
-        "tasks.detect:DetectionTask",
-        "tasks.detect.data.module:DetectionDataModule",
-        ("scores", "boxes"),
-        "image_size",
-        wrap=DetectorOutputs,
-    ),
+    "classify": TaskInfo(("logits",), "resolution"),
+    "segment": TaskInfo(("logits",), None, SEGMENT_IMAGE_SIZE),
+    "detect": TaskInfo(("scores", "boxes"), "image_size", wrap=DetectorOutputs),
 }
 
 
@@ -139,11 +111,6 @@ def task_info(task: str) -> TaskInfo:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid: {list(TASKS)}")
     return TASKS[task]
-
-
-def _import(target: str) -> Any:
-    module, attribute = target.split(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 def exportable_model(task: str, module: nn.Module, image_size: int) -> nn.Module:
@@ -154,110 +121,15 @@ def exportable_model(task: str, module: nn.Module, image_size: int) -> nn.Module
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
-@dataclass
-class TaskCheckpoint:
-    """A task checkpoint loaded for export: the task's LightningModule (eval) and its data module's arguments."""
-
-    task: str
-    path: Path
-    module: Any
-    datamodule_hyper_parameters: dict[str, Any] | None
-
-    @property
-    def hparams(self) -> Any:
-        return self.module.hparams
-
-    def input_size(self, image_size: int | None = None) -> int:
-        """`image_size` (--image_size), else the checkpoint's own (classify: resolution, detect: image_size), else
-        the task's default (segment: 520)."""
-        if image_size is not None:
-            if image_size < 32:
-                raise ValueError(f"--image_size must be >= 32 (the backbones stride down 32 times), got {image_size}")
-            return image_size
-        info = task_info(self.task)
-        return int(self.hparams[info.size_key]) if info.size_key is not None else int(info.default_size)
-
-    def datamodule(self) -> Any | None:
-        """The checkpoint's data module (num_workers 0), or None when the checkpoint does not record one."""
-        params = self.datamodule_hyper_parameters
-        if not params:
-            return None
-        kwargs = {k: v for k, v in params.items() if not k.startswith("_")} | {"num_workers": 0}
-        return task_info(self.task).load_datamodule_class()(**kwargs)
-
-
-def load_task(task: str, path: str | Path, num_classes: int | None = None) -> TaskCheckpoint:
-    """The task's LightningModule from its own `load_from_checkpoint`, weight files unset (see the module docstring).
-
-    Checked first, each a ValueError naming the file: that it is a checkpoint of this task (the hyper-parameters
-    must all be arguments of the task class: Lightning would silently drop the others) and, when `num_classes` is
-    given, that it equals the checkpoint's; then that the state dict fits the model its hyper-parameters build.
-    """
-    info = task_info(task)
-    path = Path(path)
-    saved = _read_checkpoint(path)
-    hparams = saved["hyper_parameters"]
-    task_class = info.load_task_class()
-    _check_task(task, task_class, hparams, path)
-    saved_classes = hparams.get("num_classes")
-    if num_classes is not None and num_classes != saved_classes:
-        raise ValueError(
-            f"--num_classes {num_classes} does not match {path}, trained with num_classes={saved_classes} (its "
-            f"hyper_parameters); the class count is fixed by the trained head: drop --num_classes or pass "
-            f"{saved_classes}"
-        )
-    unset = dict.fromkeys((k for k in WEIGHT_KEYS if k in hparams), None)
-    try:
-        module = task_class.load_from_checkpoint(path, map_location="cpu", weights_only=True, **unset)
-    except RuntimeError as error:  # load_state_dict: missing, unexpected or differently shaped tensors
-        described = {k: hparams[k] for k in ("backbone", "width", "num_classes", "head") if k in hparams}
-        raise ValueError(
-            f"{path}: its state_dict does not fit its own hyper_parameters {described} (e.g. a head with another "
-            f"class count): {_shapes_message(error)}"
-        ) from error
-    return TaskCheckpoint(task, path, module.eval(), saved.get("datamodule_hyper_parameters"))
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpt_path {path}: no such file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in LIGHTNING_KEYS):
-        raise ValueError(
-            f"{path} is not a task checkpoint (it lacks {', '.join(LIGHTNING_KEYS)}); export needs one written by "
-            "`python -m tasks.<classify|detect|segment> fit`"
-        )
-    return checkpoint
-
-
-def _check_task(task: str, task_class: Any, hparams: dict[str, Any], path: Path) -> None:
-    """A ValueError, naming the task that wrote it where one fits, when `hparams` are not all `task_class`'s."""
-    unknown = _unknown_arguments(task_class, hparams)
-    if not unknown:
-        return
-    owners = [name for name, info in TASKS.items() if not _unknown_arguments(info.load_task_class(), hparams)]
-    owner = owners[0] if len(owners) == 1 else None
-    where = f"`python -m tasks.{owner} export`" if owner else "the task that wrote it"
-    raise ValueError(
-        f"{path} is {'a ' + owner if owner else 'not a'} task checkpoint, not a {task} one (its hyper_parameters "
-        f"{unknown} are not arguments of {task_class.__name__}); export it with {where}"
-    )
-
-
-def _unknown_arguments(task_class: Any, hparams: dict[str, Any]) -> list[str]:
-    accepted = inspect.signature(task_class.__init__).parameters
-    return sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
-
-
-def _shapes_message(error: RuntimeError) -> str:
-    """torch's load_state_dict error on one line, shapes written `key [8, 16] in the file, [10, 16] ...`."""
-    message = re.sub(
-        r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
-        r"the shape in current model is torch\.Size\((\[[^\]]*\])\)",
-        r"\1 \2 in the file, \3 for the hyper-parameters",
-        str(error),
-    )
-    return " ".join(message.split())
+def input_size(checkpoint: TaskCheckpoint, image_size: int | None = None) -> int:
+    """`image_size` (--image_size), else the checkpoint's own (classify: resolution, detect: image_size), else the
+    task's default (segment: 520)."""
+    if image_size is not None:
+        if image_size < 32:
+            raise ValueError(f"--image_size must be >= 32 (the backbones stride down 32 times), got {image_size}")
+        return image_size
+    info = task_info(checkpoint.task)
+    return int(checkpoint.hparams[info.size_key]) if info.size_key is not None else int(info.default_size)
 
 
 def detections_from_outputs(
@@ -381,7 +253,7 @@ def export_checkpoint(
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     options = runtime.prepare(**options)  # fail before any work
     checkpoint = load_task(task, ckpt_path, num_classes)
-    size = checkpoint.input_size(image_size)
+    size = input_size(checkpoint, image_size)
     model = exportable_model(task, checkpoint.module, size)
     counts = [batch_size, batch_size + 1] if dynamic_batch else [batch_size]
     images, source = check_images(checkpoint, size, sum(counts))

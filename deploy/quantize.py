@@ -10,8 +10,14 @@ batches of the task's *train* split with the evaluation transform (deterministic
 are measured on). The detection decoding (`/decode/...`: softmax, box decoding, clipping) stays in float: its
 scores reach the 0.001 score threshold and its boxes are in pixels, which 8-bit steps would blunt.
 
-`python -m deploy.quantize --task classify --ckpt_path last.ckpt` exports, quantizes and prints the figures:
-classification top-1 of each and their top-1 agreement, segmentation mIoU of each, detection COCO AP of each.
+Other runtimes quantize their own files behind the same calls (`quantizer`): a runtime with a `quantize` method
+(openvino: NNCF on the IR, executorch: torch's pt2e XNNPACK quantizer) is given the fused model, its checked fp32
+file, the calibration batches and `FLOAT_SCOPES`, and the figures are measured by the same evaluation code on
+whatever its `load` returns (`quantize_export`, which `export --int8` calls too).
+
+`python -m deploy.quantize --task classify --ckpt_path last.ckpt [--format openvino]` exports, quantizes and prints
+the figures: classification top-1 of each and their top-1 agreement, segmentation mIoU of each, detection COCO AP of
+each.
 """
 
 from __future__ import annotations
@@ -20,23 +26,28 @@ import argparse
 import logging
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from deploy.export import (
+    ExportResult,
     TaskCheckpoint,
     dataset_images,
     detections_from_outputs,
     export_checkpoint,
+    exportable_model,
     load_task,
     resize_images,
 )
-from deploy.runtimes import INPUT_NAME, Loaded
-from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, import_onnx, import_onnxruntime
+from deploy.runtimes import INPUT_NAME, Loaded, get_runtime, list_runtimes
+from deploy.runtimes.base import as_tensor
+from deploy.runtimes.onnx import DEFAULT_OPSET, import_onnx, import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +121,59 @@ def _quantize(prepared: Path, int8_path: Path, batches: Sequence[np.ndarray], ex
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=excluded,
     )
+
+
+# (fused model, checked fp32 file, int8 file to write, calibration batches, scopes kept float, *, dynamic_batch,
+# batch_size: how the fp32 file was exported) -> the int8 file
+Quantizer = Callable[..., Path]
+
+
+def _onnx_quantizer(
+    model: nn.Module,
+    fp32_path: Path,
+    int8_path: Path,
+    batches: Sequence[np.ndarray],
+    float_scopes: Sequence[str],
+    **export: Any,
+) -> Path:
+    return quantize_onnx(fp32_path, int8_path, batches, float_scopes)
+
+
+def int8_formats() -> list[str]:
+    """The `--format`s that `--int8` takes: onnx, and every runtime with a `quantize` method."""
+    return sorted({"onnx", *(name for name in list_runtimes() if hasattr(get_runtime(name), "quantize"))})
+
+
+def quantizer(format: str) -> Quantizer:
+    """How `format`'s files become int8: onnx by `quantize_onnx`, any other runtime by its `quantize` method."""
+    runtime = get_runtime(format, "--format")
+    if format == "onnx":
+        return _onnx_quantizer
+    if not hasattr(runtime, "quantize"):
+        raise ValueError(f"--int8 is not supported with --format {format}; formats with int8: {int8_formats()}")
+    return runtime.quantize
+
+
+def int8_path_for(path: Path, suffix: str) -> Path:
+    """last.onnx -> last.int8.onnx, last.openvino.xml -> last.int8.openvino.xml."""
+    stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else path.stem
+    return path.with_name(f"{stem}.int8{suffix}")
+
+
+class FixedBatch(Loaded):
+    """A fixed-batch export run on any batch: cut into pieces of its batch size, the last padded by repeating its
+    last image, the outputs of the padding dropped."""
+
+    def __init__(self, loaded: Loaded, batch_size: int) -> None:
+        self.loaded, self.batch_size = loaded, batch_size
+
+    def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
+        images = as_tensor(images)
+        count, pad = len(images), -len(images) % self.batch_size
+        if pad:
+            images = torch.cat([images, images[-1:].expand(pad, *images.shape[1:])])
+        pieces = [self.loaded.run(piece) for piece in torch.split(images, self.batch_size)]
+        return [torch.cat(outputs)[:count] for outputs in zip(*pieces, strict=True)]
 
 
 def count_quantized_nodes(path: str | Path) -> int:
@@ -228,43 +292,98 @@ EVALUATIONS: dict[str, Evaluation] = {
 }
 
 
+@dataclass
+class QuantizeResult:
+    """The int8 file of a checked fp32 export, and the fp32-vs-int8 figures on the validation split."""
+
+    fp32: ExportResult
+    path: Path
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        figures = ", ".join(f"{name} {value:.4f}" for name, value in self.figures.items())
+        return f"int8 {self.fp32.format} model {self.path}; fp32 vs int8 on the val split: {figures}"
+
+
+def quantize_export(
+    exported: ExportResult,
+    ckpt_path: str | Path,
+    *,
+    output: str | Path | None = None,
+    calibration_batches_count: int = 8,
+    batch_size: int = 16,
+) -> QuantizeResult:
+    """Quantize the checked export `exported` of `ckpt_path` with its runtime's quantizer, calibrated on train-split
+    images, and score fp32 and int8 on the val split with the task's evaluation (`EVALUATIONS`)."""
+    quantize = quantizer(exported.format)
+    if exported.task not in EVALUATIONS:
+        raise ValueError(f"--task {exported.task!r} is not one of {list(EVALUATIONS)}")
+    runtime = get_runtime(exported.format)
+    checkpoint = load_task(exported.task, ckpt_path)
+    size = exported.input_shape[-1]
+    batches = calibration_batches(checkpoint, size, calibration_batches_count, batch_size)
+    model = exportable_model(exported.task, checkpoint.module, size)
+    int8_path = Path(output) if output is not None else int8_path_for(exported.path, runtime.suffix)
+    int8_path = quantize(
+        model,
+        exported.path,
+        int8_path,
+        batches,
+        FLOAT_SCOPES,
+        dynamic_batch=exported.dynamic_batch,
+        batch_size=exported.input_shape[0],
+    )
+    models: dict[str, Loaded] = {"fp32": runtime.load(exported.path), "int8": runtime.load(int8_path)}
+    if not exported.dynamic_batch:
+        models = {name: FixedBatch(loaded, exported.input_shape[0]) for name, loaded in models.items()}
+    datamodule = checkpoint.datamodule()
+    datamodule.setup("validate")
+    figures = EVALUATIONS[exported.task](models, datamodule, checkpoint, size)
+    figures["calibration_images"] = float(sum(len(b) for b in batches))
+    figures["val_images"] = float(len(datamodule.val_dataset))
+    return QuantizeResult(exported, int8_path, figures)
+
+
 def report(
     task: str,
     ckpt_path: str | Path,
     *,
+    format: str = "onnx",
     output_dir: str | Path | None = None,
     image_size: int | None = None,
     calibration_batches_count: int = 8,
     batch_size: int = 16,
     opset: int = DEFAULT_OPSET,
 ) -> dict[str, float]:
-    """Export fp32 (dynamic batch), quantize with train-split calibration, evaluate both on the val split."""
+    """Export fp32 (dynamic batch) with the runtime `format`, quantize with train-split calibration, evaluate both on
+    the val split."""
     if task not in EVALUATIONS:
         raise ValueError(f"--task {task!r} is not one of {list(EVALUATIONS)}")
-    checkpoint = load_task(task, ckpt_path)
-    size = checkpoint.input_size(image_size)
+    quantizer(format)  # fail before any work
+    runtime = get_runtime(format, "--format")
     folder = Path(output_dir) if output_dir is not None else Path(ckpt_path).parent
-    stem = Path(ckpt_path).stem
+    options = {"opset": opset} if "opset" in runtime.options else {}
     exported = export_checkpoint(
-        task, ckpt_path, "onnx", output=folder / f"{stem}.onnx", dynamic_batch=True, opset=opset, image_size=size
+        task,
+        ckpt_path,
+        format,
+        output=folder / f"{Path(ckpt_path).stem}{runtime.suffix}",
+        dynamic_batch=True,
+        image_size=image_size,
+        **options,
     )
     log.info("%s", exported.summary())
-    batches = calibration_batches(checkpoint, size, calibration_batches_count, batch_size)
-    int8_path = quantize_onnx(exported.path, folder / f"{stem}.int8.onnx", batches)
-    runtime = OnnxRuntime()
-    models = {"fp32": runtime.load(exported.path), "int8": runtime.load(int8_path)}
-    datamodule = checkpoint.datamodule()
-    datamodule.setup("validate")
-    figures = EVALUATIONS[task](models, datamodule, checkpoint, size)
-    figures["calibration_images"] = float(sum(len(b) for b in batches))
-    figures["val_images"] = float(len(datamodule.val_dataset))
-    return figures
+    result = quantize_export(
+        exported, ckpt_path, calibration_batches_count=calibration_batches_count, batch_size=batch_size
+    )
+    return result.figures
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="python -m deploy.quantize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, choices=list(EVALUATIONS))
     parser.add_argument("--ckpt_path", required=True)
+    parser.add_argument("--format", default="onnx", choices=int8_formats(), help="the runtime (default %(default)s)")
     parser.add_argument("--output_dir", default=None, help="default: the checkpoint's folder")
     parser.add_argument("--image_size", type=int, default=None, help="default: as `export`")
     parser.add_argument("--calibration_batches", type=int, default=8)
@@ -274,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     figures = report(
         args.task,
         args.ckpt_path,
+        format=args.format,
         output_dir=args.output_dir,
         image_size=args.image_size,
         calibration_batches_count=args.calibration_batches,

@@ -13,11 +13,12 @@ three digits>`` otherwise, e.g. ``mobilenet_suite_v3_large_075``, ``mobilenet_su
 other width under a name of the caller's choice. Existing smp keys are never overwritten.
 
 Weights: smp's `encoder_weights` only accepts names of its own hub downloads, and it rejects any other value
-before our encoder could see it, so these encoders have no named weights and take ``encoder_weights=None``
-(smp's default "imagenet" raises smp's KeyError). A local checkpoint file (torchvision, timm or our own, anything
-`backbones.create_backbone(weights=...)` reads) comes in one of two ways:
+before our encoder could see it, so these encoders take ``encoder_weights=None`` (smp's default "imagenet" raises
+smp's KeyError). Weights (anything `backbones.create_backbone(weights=...)` takes: a tag of
+`backbones.weights.list_weights(backbone)` such as "imagenet", a URL, or a torchvision, timm or our own file) come
+in one of two ways:
 
-- ``register_encoder("my_encoder", "v3_large", 1.0, weights="mobilenet_v3_large.pth")``, then
+- ``register_encoder("my_encoder", "v3_large", 1.0, weights="imagenet")``, then
   ``smp.Unet("my_encoder", encoder_weights=None)``: the file is loaded while smp builds the encoder, so
   ``in_channels != 3`` adapts the loaded RGB stem as smp does for its pretrained encoders;
 - ``load_encoder_weights(model, path)`` on a built model (or encoder).
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 
 from backbones import create_backbone, get_spec, list_backbones
 from backbones.builder import MobileNetBackbone, build_backbone
-from backbones.weights import adapt_input_channels
+from backbones.weights import adapt_input_channels, resolve_weights
 
 PREFIX = "mobilenet_suite_"
 SMP_OUTPUT_STRIDES = (8, 16)  # what smp's make_dilated accepts
@@ -118,7 +119,7 @@ class MobileNetSuiteEncoder(nn.Module, EncoderMixin):
             self._rebuild(in_channels=self._in_channels, output_stride=output_stride, adapt_stem=False)
 
     def load_weights(self, path: str | Path) -> None:
-        """Load a local torchvision, timm or mobilenet-suite checkpoint into the backbone.
+        """Load weights (a tag, a URL, or a torchvision, timm or mobilenet-suite file) into the backbone.
 
         Copied in place (parameters keep their identity, device and memory format) unless the checkpoint's source
         needs other spec settings for parity (timm's norm eps), in which case the backbone module is replaced.
@@ -175,17 +176,17 @@ def encoder_name(backbone: str, width: float = 1.0) -> str:
 
 
 def register_encoder(name: str, backbone: str, width: float = 1.0, *, weights: str | Path | None = None) -> str:
-    """Register `backbone` at `width` as smp encoder `name`; `weights` is a local checkpoint loaded at each build.
+    """Register `backbone` at `width` as smp encoder `name`; `weights` (a tag, a URL or a local file, resolved to a
+    local file, downloaded if need be, here) is loaded at each build.
 
     Returns `name`. Raises if smp already has an encoder of that name, so smp's own encoders stay intact.
     """
     get_spec(backbone)  # unknown backbones raise here, listing the valid names
     if not width > 0:
         raise ValueError(f"width must be positive, got {width}")
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights file not found: {weights}")
     if name in smp_encoders:
         raise ValueError(f"smp already has an encoder named {name!r}; choose another name")
+    weights, _ = resolve_weights(backbone, weights)
     smp_encoders[name] = {
         "encoder": MobileNetSuiteEncoder,
         "pretrained_settings": {},

@@ -72,7 +72,8 @@ def mobilenet_fpn_backbone(
 ) -> MobileNetFPN:
     """A registered backbone with an FPN on `returned_taps` (`create_backbone`'s `out_indices`).
 
-    `weights` is a local torchvision, timm or mobilenet-suite checkpoint. As in torchvision's detection builders,
+    `weights`: a tag of `backbones.weights.list_weights(name)` ("imagenet"), a URL, or a local torchvision, timm
+    or mobilenet-suite checkpoint. As in torchvision's detection builders,
     a loaded backbone by default keeps only its last `TRAINABLE_WITH_WEIGHTS` stages trainable and freezes its
     batch norms (detection batches are too small for their statistics); a random one trains everything with live
     batch norms. `trainable_layers` (0..5) and `frozen_norm` override these. `norm_layer` is the FPN's own norm.

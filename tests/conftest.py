@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+OWN_PROCESS_ENV = "MOBILENET_SUITE_TEST_CHILD"
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Tests marked `own_process` run in a fresh interpreter: OpenVINO/NNCF leave threads behind that make a later
+    fork() of the test process (a DataLoader's workers) crash or hang."""
+    if pyfuncitem.get_closest_marker("own_process") is None or os.environ.get(OWN_PROCESS_ENV):
+        return None
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid]
+    env = {**os.environ, OWN_PROCESS_ENV: "1"}
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        pytest.fail(f"{pyfuncitem.nodeid} failed in its own process:\n{result.stdout[-6000:]}{result.stderr[-2000:]}")
+    return True

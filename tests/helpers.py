@@ -3,15 +3,20 @@ checkpoints would be, and tiny task checkpoints written as Lightning writes them
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch import nn
 
 from tasks.classify.data.module import ClassificationDataModule
 from tasks.classify.task import ClassificationTask
+from tasks.common.predictor import load_task
 from tasks.detect.data.module import DetectionDataModule
 from tasks.detect.task import DetectionTask
 from tasks.segment.data.module import SegmentationDataModule
@@ -92,3 +97,108 @@ def write_checkpoint(path: Path, module: Any, data: Any | None, **hparams_overri
         checkpoint["datamodule_hyper_parameters"] = dict(data.hparams)
     torch.save(checkpoint, path)
     return path
+
+
+def write_noise_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> list[Path]:
+    """Lossless PNGs, one per (height, width), named 0.png, 1.png, ...: noise over a left-to-right ramp of a random
+    colour, so that images differ in content and where they are cropped matters."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (height, width) in enumerate(sizes):
+        path = folder / f"{index}.png"
+        ramp = np.linspace(0.0, 1.0, width)[None, :, None] * rng.integers(0, 256, 3)
+        pixels = (rng.integers(0, 256, (height, width, 3)) + ramp) / 2
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def predictor_checkpoint(
+    task: str, folder: Path, edit: Callable[[Any], None] | None = None, **data_overrides: Any
+) -> tuple[Path, Any]:
+    """A tiny `task` checkpoint whose data module records `data_overrides` (e.g. its preprocessing), its module
+    changed first by `edit`; and that data module."""
+    module, data = tiny_task(task, folder / "cache")
+    if edit is not None:
+        with torch.no_grad():
+            edit(module)
+    data = type(data)(**{**dict(data.hparams), **data_overrides})
+    return write_checkpoint(folder / f"{task}.ckpt", module, data), data
+
+
+def datamodule_predictions(task: str, checkpoint: Path, data: Any, images: Path, output: Path) -> list[dict[str, Any]]:
+    """`Trainer.predict` of the checkpoint's task on a data module like `data` reading the folder `images`: the
+    `python -m tasks.<task> predict` path (batch norm folded in `on_predict_start`, the task's writer writing into
+    `output`); one item per image."""
+    module = load_task(task, checkpoint).module
+    datamodule = type(data)(**{**dict(data.hparams), "predict_root": str(images), "num_workers": 0})
+    module.predict_dir = str(output)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    return [item for batch in trainer.predict(module, datamodule=datamodule) for item in batch]
+
+
+def annotated_video(
+    predictor: Any, folder: Path, suffix: str = ".mp4"
+) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+    """`predictor.predict_video` on a 5-frame 72 x 56 mp4v video: (its result, the frames written, the source's)."""
+    source = write_video(folder / "in.mp4", frames=5)
+    result = predictor.predict_video(source, folder / "out" / f"annotated{suffix}", batch_size=2)
+    return result, read_video(result.output), read_video(source)
+
+
+def write_video(path: Path, frames: int = 5, size: tuple[int, int] = (72, 56), fps: float = 5.0) -> Path:
+    """An mp4v video of `frames` noise frames of size (width, height), written with OpenCV."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video, as OpenCV decodes it (BGR)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    """The PNG at `path` as RGB uint8, after checking that Pillow opens it and that it is not blank (many colours,
+    not one flat fill)."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", f"{path} is {image.format}, not a PNG"
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape[0] > 50 and pixels.shape[1] > 50, f"{path} is only {pixels.shape[1]}x{pixels.shape[0]}"
+    assert pixels.std() > 5 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, f"{path} is blank"
+    return pixels
+
+
+def validated_figures(task: str, folder: Path, **attributes: Any) -> tuple[Any, Any, dict[str, float], dict[str, Any]]:
+    """(module, data, logged metrics, figures) of one `validate` pass of `tiny_task(task)` (`attributes` set on the
+    module first); the module had no figures before, and each figure is saved into `folder` and checked by
+    `png_pixels`."""
+    module, data = tiny_task(task, folder / "cache")
+    assert module.validation_figures() == {}  # nothing evaluated yet
+    for name, value in attributes.items():
+        setattr(module, name, value)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=folder)
+    (logged,) = trainer.validate(module, datamodule=data, verbose=False)
+    figures = module.validation_figures()
+    for name, figure in figures.items():
+        figure.savefig(folder / f"{name}.png")
+        png_pixels(folder / f"{name}.png")
+    return module, data, logged, figures

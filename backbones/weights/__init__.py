@@ -10,9 +10,11 @@ Files of this package:
   for torchvision's SSDLite and DeepLabV3/LR-ASPP checkpoints.
 - `loaders.py`: the loaders built from those two: `read_checkpoint` / `load_checkpoint` (backbone or
   classifier), `load_task_weights` and its `load_detector_weights` / `load_segmenter_weights`.
-- Named weights (the next issue's registry: an entry per published checkpoint with URL, hash, transforms and
-  meta, downloaded into torch's hub cache) go in a new `registry.py` here, reading the downloaded file through
-  `loaders`; nothing else needs to change for it.
+- `registry.py`: named weights, one `WeightsEntry` per published checkpoint (URL, hash, preprocessing,
+  categories, published metrics); `register_weights`, `list_weights`, `get_weights`, and `resolve_weights`, the
+  one resolver every `weights=` argument goes through (a tag, a URL or a local path -> a local file).
+- `download.py`: downloads into torch's hub cache with the hash checked; `categories.py`: the entries' category lists.
+  `python -m backbones.weights` prints the registry.
 """
 
 from backbones.weights.keymaps import FORMATS, SOURCE_OPTIONS, TaskKeymap, detect_format
@@ -26,6 +28,15 @@ from backbones.weights.loaders import (
     read_checkpoint,
 )
 from backbones.weights.reader import LIGHTNING_PREFIX, load_file, load_strict, model_state, read_state_dict
+from backbones.weights.registry import (
+    WeightsEntry,
+    find_weights,
+    get_weights,
+    list_weights,
+    register_weights,
+    resolve_weights,
+    weights_tags,
+)
 
 __all__ = [
     "FORMATS",
@@ -33,8 +44,12 @@ __all__ = [
     "SOURCE_OPTIONS",
     "Checkpoint",
     "TaskKeymap",
+    "WeightsEntry",
     "adapt_input_channels",
     "detect_format",
+    "find_weights",
+    "get_weights",
+    "list_weights",
     "load_checkpoint",
     "load_detector_weights",
     "load_file",
@@ -44,4 +59,7 @@ __all__ = [
     "model_state",
     "read_checkpoint",
     "read_state_dict",
+    "register_weights",
+    "resolve_weights",
+    "weights_tags",
 ]

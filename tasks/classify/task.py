@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from tasks.classify.data.module import ClassificationDataModule
 from tasks.classify.model import DEFAULT_RESOLUTION, build_classifier, build_mixing
 from tasks.classify.outputs import TOP_K, ClassificationPredictionWriter
+from tasks.classify.plots import ClassificationPlots, LabelledImage, plot_samples
+from tasks.classify.predictor import top_classes
 from tasks.common import optim
 from tasks.common.cli import TaskCLI, run_cli
+from tasks.common.plots import input_normalisation, samples_wanted
 from tasks.common.task import TaskModule
 
 
@@ -62,6 +66,9 @@ class ClassificationTask(TaskModule):
         self.top_k = min(TOP_K, num_classes)
         self.top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.topk = MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro")
+        self.confusion = MulticlassConfusionMatrix(num_classes)  # top-1, for the confusion-matrix plot
+        self._plot_samples: list[LabelledImage] = []  # rank 0's first images
+        self._plots: ClassificationPlots | None = None  # the last evaluation's, for `validation_figures`
 
     def build_model(self) -> None:
         self.model = build_classifier(**self.hparams_for("backbone", "num_classes", "width", "dropout", "weights"))
@@ -94,20 +101,31 @@ class ClassificationTask(TaskModule):
         logits = self.model(images)
         self.top1.update(logits, labels)
         self.topk.update(logits, labels)
+        self.confusion.update(logits, labels)
+        wanted = samples_wanted(self, len(self._plot_samples))
+        if wanted:
+            self._plot_samples += plot_samples(images[:wanted], labels, logits, *input_normalisation(self))
 
     def evaluation_scores(self) -> dict[str, float]:
         scores = {"top1": float(self.top1.compute()), f"top{self.top_k}": float(self.topk.compute())}
         self.top1.reset()
         self.topk.reset()
+        confusion = self.confusion.compute()
+        self.confusion.reset()
+        if self.global_rank == 0:
+            self._plots = ClassificationPlots(confusion.cpu().numpy().copy(), self.class_names, self._plot_samples)
+        self._plot_samples = []
         return scores
 
+    def validation_figures(self) -> dict[str, Figure]:
+        """The top-1 confusion matrix (`confusion_matrix`) and the first validation images with their true and
+        predicted classes (`val_predictions`)."""
+        return self._plots.figures() if self._plots is not None else {}
+
     def predict_step(self, batch: tuple[Tensor, list[str]], batch_idx: int) -> list[dict[str, Any]]:
-        images, paths = batch
-        scores, labels = self.model(images).softmax(1).topk(self.top_k, dim=1)
-        return [
-            {"path": path, "labels": label.tolist(), "scores": score.tolist()}
-            for path, label, score in zip(paths, labels.cpu(), scores.cpu(), strict=True)
-        ]
+        images, paths = batch  # the `Classifier`'s post-processing: one path for predict and the Python predictor
+        found = top_classes(self.model(images), self.top_k, self.class_names)
+        return [{**result, "path": path} for result, path in zip(found, paths, strict=True)]
 
     def prediction_writer(self) -> Callback:
         return ClassificationPredictionWriter(self.predict_dir, self.class_names)
@@ -131,6 +149,7 @@ class ClassifyCLI(TaskCLI):
         "resolution": (int, DEFAULT_RESOLUTION, "training crop; evaluation resizes to resolution / 0.875, then crops")
     }
     links = (("resolution", "data.resolution"),)
+    weights_image_size = "resolution"
 
 
 def main(args: Any = None) -> Any:

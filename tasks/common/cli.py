@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
+from lightning_fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from backbones import list_backbones
+from backbones.weights import find_weights
+from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.resume import ExactResume
 from tasks.common.task import TaskModule
@@ -23,6 +32,8 @@ class TaskCLI(LightningCLI):
     max_epochs: int
     top_level: dict[str, tuple[Any, Any, str]] = {}
     links: tuple[tuple[str, str], ...] = ()
+    weights_name: str = "{backbone}"  # the registry name (`backbones.weights`) of --model.weights
+    weights_image_size: str | None = None  # the config key that takes the named weights' input size
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--backbone", default="v3_large", help=f"one of {list_backbones()}")
@@ -42,13 +53,101 @@ class TaskCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("backbone") not in list_backbones():
             raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
+        self._preprocessing_from_weights(config)
+
+    def _preprocessing_from_weights(self, config: Any) -> None:
+        """Named weights (`--model.weights coco`, `--model.backbone_weights imagenet`) bring their preprocessing:
+        the data's mean/std (and input size) come from the registry entry unless set explicitly; an explicit
+        setting that contradicts the weights is kept, with a warning naming both."""
+        names = {"weights": self.weights_name.format_map(_Keys(config)), "backbone_weights": config.get("backbone")}
+        found = ((arg, find_weights(name, config.get(f"model.{arg}"))) for arg, name in names.items())
+        arg, entry = next(((a, e) for a, e in found if e is not None), (None, None))
+        if entry is None:
+            return
+        settings: dict[str, Any] = {"data.mean": list(entry.mean), "data.std": list(entry.std)}
+        if self.weights_image_size and arg == "weights":  # a backbone's ImageNet size is not the detector's
+            settings[self.weights_image_size] = entry.image_size
+        defaults = self._parser(self.subcommand).get_defaults() if self.subcommand else self.parser.get_defaults()
+        given = {a[2:].split("=", 1)[0] for a in self._given_args if a.startswith("--")}
+        for key, value in settings.items():
+            if key not in config:
+                continue
+            if key in given or config.get(key) != defaults.get(key):
+                if not _same(config.get(key), value):
+                    logging.getLogger(__name__).warning(
+                        "--%s %s contradicts the weights %r of %s (%s %s); keeping --%s",
+                        key, config.get(key), entry.tag, entry.name, key.split(".")[-1], value, key,
+                    )  # fmt: skip
+                continue
+            for target in (key, *[t for source, t in self.links if source == key]):
+                config[target] = value
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._given_args = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """`validate`, `test`, `predict` with one of our checkpoints need no other flag: the model's and the data's
+        hyper-parameters come from the checkpoint unless given explicitly; an explicit architecture flag that
+        contradicts it is a one-line error. (Lightning's own merge lets the top-level `--backbone` default win.)
+        `fit --ckpt_path` (resuming) keeps Lightning's behaviour."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if subcommand not in ("validate", "test", "predict") or not ckpt_path:
+            return super()._parse_ckpt_path()
+        if not Path(ckpt_path).is_file():
+            raise SystemExit(f"error: --ckpt_path {ckpt_path}: no such file")
+        try:
+            checkpoint = load_file(ckpt_path, "checkpoint")
+        except ValueError as error:
+            raise SystemExit(f"error: --ckpt_path {error}") from None
+        saved = dict(checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+        saved_data = dict(checkpoint.get("datamodule_hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+        if not saved:
+            raise SystemExit(f"error: --ckpt_path {ckpt_path} holds no hyper_parameters: not a checkpoint of a task")
+        config = self.config[subcommand]
+        as_parsed = config.clone()  # what the user set, before the checkpoint's values go in
+        defaults = self._parser(subcommand).get_defaults()
+        given = {a[2:].split("=", 1)[0] for a in self._given_args if a.startswith("--")}
+
+        def explicit(*keys: str) -> bool:
+            return any(k in given or (k in defaults and as_parsed.get(k) != defaults.get(k)) for k in keys)
+
+        model_class = self._model_class
+        top_level = {"backbone": "backbone", "width": "width", **{name: name for name in self.top_level}}
+        for key, value in saved.items():
+            if key in ("num_classes", "class_names", "_instantiator") or f"model.{key}" not in config:
+                continue  # the class count and names come through the data (linked at instantiation)
+            keys = (f"model.{key}", *([key] if key in top_level else []))
+            if not explicit(*keys):
+                for k in keys:
+                    config[k] = value
+            elif key in getattr(model_class, "architecture", ()) and config.get(keys[-1]) != value:
+                flag = keys[-1]
+                raise SystemExit(
+                    f"error: --{flag} {config.get(flag)} contradicts the checkpoint {ckpt_path} (trained with "
+                    f"{key}={value!r}); leave --{flag} out to use the checkpoint's"
+                )
+        for key in ("weights", "backbone_weights"):  # the checkpoint's state dict is the weights
+            if f"model.{key}" in config and not explicit(f"model.{key}"):
+                config[f"model.{key}"] = None
+        if explicit("data.format", "data.root"):
+            return  # another dataset: the checkpoint's data settings describe its own
+        data_sources = {target: source for source, target in self.links if target.startswith("data.")}
+        for key, value in saved_data.items():
+            target = f"data.{key}"
+            if target in config and not explicit(target, *[s for t, s in data_sources.items() if t == target]):
+                config[target] = value
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Atomic checkpoint writes unless the config names its own plugins (an instance default would not
-        serialise into the saved config.yaml)."""
+        serialise into the saved config.yaml); the default loggers (`default_loggers`) unless it names its own."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        if not config.get("trainer", {}).get("plugins"):
+        trainer = config.get("trainer", {})
+        if not trainer.get("plugins"):
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        if trainer.get("logger") in (None, True):
+            kwargs.setdefault("logger", default_loggers(trainer.get("default_root_dir") or os.getcwd()))
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
@@ -64,7 +163,8 @@ class TaskCLI(LightningCLI):
 
 def trainer_defaults(monitor: str, max_epochs: int) -> dict[str, Any]:
     """The tasks' Trainer defaults, fresh per run (a callback instance must not carry one run's paths into the
-    next): the best checkpoint by `monitor` (higher is better), exact resumption, no sanity check."""
+    next): the best checkpoint by `monitor` (higher is better), exact resumption, no sanity check. The loggers are
+    set in `TaskCLI.instantiate_trainer` (`default_loggers`: TensorBoard + CSV, or CSV alone without tensorboard)."""
     filename = f"best-epoch{{epoch}}-{monitor.rsplit('/', 1)[-1].lower()}{{{monitor}:.3f}}"
     best = ModelCheckpoint(monitor=monitor, mode="max", filename=filename, auto_insert_metric_name=False)
     return {
@@ -73,6 +173,108 @@ def trainer_defaults(monitor: str, max_epochs: int) -> dict[str, Any]:
         "log_every_n_steps": 10,
         "callbacks": [best, ExactResume()],
     }
+
+
+class CompanionCSVLogger(CSVLogger):
+    """metrics.csv in the same versioned folder as the TensorBoard logger it accompanies (its own version count
+    would see TensorBoard's new folder and take the next one)."""
+
+    def __init__(self, companion: TensorBoardLogger) -> None:
+        super().__init__(companion.save_dir, name=companion.name)
+        self._companion = companion
+
+    @property
+    def version(self) -> int | str:
+        return self._companion.version
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is None:
+            with warnings.catch_warnings():  # the folder is TensorBoard's, already holding its event file
+                warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+                return super().experiment
+        return self._experiment
+
+
+def default_loggers(root: str) -> list[Logger]:
+    """The run's loggers when the config names none (Lightning's own default would pick one, with a notice):
+    TensorBoard (scalars and the plots) plus metrics.csv in `<root>/lightning_logs/version_N` when `tensorboard`
+    is installed (`pip install -e ".[tensorboard]"`), else metrics.csv alone there."""
+    if _TENSORBOARD_AVAILABLE:
+        tensorboard = TensorBoardLogger(root)
+        return [tensorboard, CompanionCSVLogger(tensorboard)]
+    return [CSVLogger(root)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(float(x) == float(y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+class _Keys(dict):
+    """`str.format_map` over a config: `{backbone}` and `{head}` read `model.backbone` and `model.head`."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    def __missing__(self, key: str) -> str:
+        return str(self.config.get(f"model.{key}"))
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+# Lightning's info lines that our defaults trigger and that ask nothing of the user
+_LIGHTNING_TIPS = _DropMessages("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches")
+
+
+def quiet_library_notices() -> None:
+    """Filter, at their source, the notices that this project's defaults trigger and that a user cannot act on.
+
+    Each filter names the message and the module that issues it. Nothing is filtered when the user chose their own
+    warning filters (`python -W ...` or PYTHONWARNINGS), so those always win.
+    """
+    if sys.warnoptions or os.environ.get("PYTHONWARNINGS"):
+        return
+    notices = [  # (message regex, issuing module regex)
+        # Lightning's own calls of jsonargparse APIs deprecated in jsonargparse 4.49
+        (
+            r"\s*(By default only one JsonargparseDeprecationWarning|``ArgumentParser\.add_instantiator``"
+            r"|``instantiate_classes``|skip_none parameter)",
+            r"pytorch_lightning\.cli",
+        ),
+        # Lightning's pytree helper against torch >= 2.9's LeafSpec deprecation
+        (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"pytorch_lightning\.utilities\._pytree"),
+        # main([...]) driven from Python (tests, notebooks) while sys.argv holds the host program's arguments
+        (r"LightningCLI's args parameter is intended to run from within Python", r"pytorch_lightning\.cli"),
+        # validate/test/predict from a checkpoint write into a new run folder: the checkpoint callback's dirpath moves
+        (
+            r"The dirpath has changed from .* therefore `best_model_score`",
+            r"pytorch_lightning\.callbacks\.model_checkpoint",
+        ),
+        # validate/test/predict with EMA: the checkpoint's state dict already holds the average (its text says so)
+        (
+            r"You're using the WeightAveraging callback, but loading a checkpoint outside the 'fit' stage",
+            r"pytorch_lightning\.callbacks\.weight_averaging",
+        ),
+        # pycocotools' RLE decoding under numpy 2
+        (r"__array__ implementation doesn't accept a copy keyword", r"pycocotools\.mask"),
+    ]
+    for message, module in notices:
+        warnings.filterwarnings("ignore", message=message, module=module)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _LIGHTNING_TIPS not in logger.filters:
+            logger.addFilter(_LIGHTNING_TIPS)
 
 
 def last_checkpoint_path(trainer: Any) -> str:
@@ -92,11 +294,13 @@ def run_cli(
 
     if is_export(args):
         return export_main(task, args)
+    quiet_library_notices()
     return cli_class(
         model_class,
         datamodule_class,
         args=args,
         trainer_defaults=trainer_defaults(model_class.monitor, cli_class.max_epochs),
+        seed_everything_default=0,  # Lightning's default (True) seeds 0 too, with a "No seed found" warning
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback
 
 from backbones.fuse import fuse
 from tasks.common.numerics import StopOnNonFiniteLoss
+from tasks.common.results import ResultsCallback
 
 log = logging.getLogger(__name__)
 # batch-norm momentum of models trained from scratch here: running averages that keep up with a short schedule
@@ -93,7 +95,11 @@ class TaskModule(pl.LightningModule):
         self.model = self._unfused[0]  # the trainable network again, norms and all, for later fits and checkpoints
 
     def configure_callbacks(self) -> list[Callback]:
-        return [self.prediction_writer(), StopOnNonFiniteLoss()]
+        return [self.prediction_writer(), StopOnNonFiniteLoss(), ResultsCallback()]
+
+    def validation_figures(self) -> dict[str, Figure]:
+        """named figures of the last validation, written as <name>.png into the run folder"""
+        return {}
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self.evaluate_batch(batch)
@@ -125,5 +131,7 @@ class TaskModule(pl.LightningModule):
         self.report_skips(dataset, prefix)
         scores = self.evaluation_scores()
         self.log_dict({f"{prefix}/{name}": value for name, value in scores.items() if "/" not in name})
-        if self.trainer.state.fn in ("validate", "test") and not self.trainer.sanity_checking:
-            self.print(f"\n{prefix} ({self.evaluated_images(dataset)} images)\n{self.format_scores(scores)}")
+        if not self.trainer.sanity_checking:
+            self.last_scores = scores  # the fit summary prints the best epoch's table from these
+            header = f"epoch {self.current_epoch} {prefix}" if self.trainer.state.fn == "fit" else prefix
+            self.print(f"\n{header} ({self.evaluated_images(dataset)} images)\n{self.format_scores(scores)}")

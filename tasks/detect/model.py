@@ -8,7 +8,7 @@ from torch import Tensor
 
 from backbones import create_backbone
 from backbones.builder import set_norm_momentum
-from backbones.weights import load_detector_weights
+from backbones.weights import load_detector_weights, resolve_weights
 from heads.ssdlite import SSDLite, normal_init
 from tasks.common.task import NORM_MOMENTUM
 
@@ -26,8 +26,9 @@ def build_detector(
 ) -> SSDLite:
     """SSDLite on `backbone`; `num_classes` counts the background (91 for torchvision's COCO models).
 
-    `weights`: a torchvision `ssdlite320_mobilenet_v3_large` state dict (build with `reduced_tail=True`)
-    or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads.
+    `weights`: a tag of `list_weights(f"ssdlite320_{backbone}")` ("coco": torchvision's, build with
+    `reduced_tail=True`), a URL, or a file: a torchvision `ssdlite320_mobilenet_v3_large` state dict or one of ours;
+    `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file).
     Every batch norm, backbone and head, moves at the tasks' `NORM_MOMENTUM`.
     """
     options = {"reduced_tail": True} if reduced_tail else {}
@@ -38,8 +39,9 @@ def build_detector(
         normal_init(features)  # torchvision's from-scratch SSDLite initialises its backbone this way too
     model = SSDLite(features, num_classes, width=width)
     set_norm_momentum(model, NORM_MOMENTUM)
-    if weights is not None:
-        load_detector_weights(model, weights)
+    path, _ = resolve_weights(f"ssdlite320_{backbone}", weights)
+    if path is not None:
+        load_detector_weights(model, path)
     return model
 
 

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from PIL import Image
+import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
-from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+from pytorch_lightning.utilities import rank_zero_info
+from torchvision.transforms.functional import to_pil_image
 
-from tasks.common.drawing import draw_boxes
+from tasks.common.images import load_rgb
+from tasks.detect.predictor import DRAW_SCORE_THRESHOLD, draw_detections
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +27,18 @@ class DetectionPredictionWriter(BasePredictionWriter):
     `category_name` its class name; `image_id` indexes the images in prediction order.
     """
 
-    def __init__(self, output_dir: str, class_names: list[str], score_threshold: float = 0.3) -> None:
+    def __init__(self, output_dir: str, class_names: list[str], score_threshold: float = DRAW_SCORE_THRESHOLD) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = Path(output_dir)
         self.class_names = class_names
         self.score_threshold = score_threshold
+        self.drawn_boxes = 0
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         to_category = dict(getattr(trainer.datamodule, "label_to_category_id", None) or {})
         results = []
+        self.drawn_boxes = 0  # detections scoring >= score_threshold, drawn on the images
         for image_id, detection in enumerate(d for batch in predictions for d in batch):
             path = Path(detection["path"])
             boxes, scores, labels = detection["boxes"], detection["scores"], detection["labels"]
@@ -50,15 +54,16 @@ class DetectionPredictionWriter(BasePredictionWriter):
                         "score": score,
                     }
                 )
-            shown = scores >= self.score_threshold
-            with Image.open(path) as image:
-                pixels = pil_to_tensor(image.convert("RGB"))
-            captions = [
-                f"{self.class_names[int(label)]} {score:.2f}"
-                for label, score in zip(labels[shown], scores[shown], strict=True)
-            ]
-            drawn = draw_boxes(pixels, boxes[shown], labels[shown].tolist(), captions)
+            # the frame the boxes are in: decoded as the data module decodes it (EXIF orientation applied)
+            pixels = torch.from_numpy(load_rgb(path)).permute(2, 0, 1)
+            drawn, shown = draw_detections(pixels, detection, self.class_names, self.score_threshold)
+            self.drawn_boxes += shown
             to_pil_image(drawn).save(self.output_dir / f"{path.stem}.jpg", quality=90)
         (self.output_dir / "detections.json").write_text(json.dumps(results))
         count = sum(len(batch) for batch in predictions)
-        log.info("wrote %d drawn images and %d detections to %s", count, len(results), self.output_dir)
+        threshold = f"score >= {self.score_threshold:g}"
+        rank_zero_info(
+            f"predict: {count} images with {self.drawn_boxes} detections drawn ({threshold}) in {self.output_dir}, "
+            f"all {len(results)} detections in detections.json"
+            + ("" if self.drawn_boxes else f"; none scored {threshold}: lower --model.draw_score_threshold")
+        )

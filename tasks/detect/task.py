@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from tasks.common import optim
 from tasks.common.cli import TaskCLI, run_cli
 from tasks.common.distributed import gather_objects
+from tasks.common.plots import samples_wanted
 from tasks.common.task import TaskModule
 from tasks.detect.data.module import DetectionDataModule
 from tasks.detect.metrics import evaluators_for
 from tasks.detect.metrics.coco import format_table
 from tasks.detect.model import DEFAULT_IMAGE_SIZE, build_detector, to_original_coordinates
 from tasks.detect.outputs import DetectionPredictionWriter
+from tasks.detect.plots import DetectionPlots, detection_confusion_matrix
+from tasks.detect.predictor import detections
 
 
 class DetectionTask(TaskModule):
@@ -53,6 +57,9 @@ class DetectionTask(TaskModule):
         self.predict_dir, self.draw_score_threshold = predict_dir, draw_score_threshold
         self._evaluators: dict[str, Any] = {}
         self._collected: list[tuple[int, dict[str, Tensor]]] = []
+        self._evaluation_dataset: Any = None
+        self._plot_ids: list[int] = []  # the first images this rank (0 only) evaluates, drawn in the plots
+        self._plots: DetectionPlots | None = None  # the last evaluation's, for `validation_figures`
 
     def build_model(self) -> None:
         names = ("backbone", "num_classes", "width", "reduced_tail", "weights", "backbone_weights")
@@ -80,7 +87,7 @@ class DetectionTask(TaskModule):
         self._start_evaluation(self.trainer.datamodule.test_dataset)
 
     def _start_evaluation(self, dataset: Any) -> None:
-        self._collected = []
+        self._collected, self._plot_ids, self._evaluation_dataset = [], [], dataset
         self._evaluators = evaluators_for(dataset, self.hparams.num_classes)
 
     def evaluate_batch(self, batch: tuple[Tensor, list[dict]]) -> None:
@@ -90,6 +97,8 @@ class DetectionTask(TaskModule):
         )
         for target, detection in zip(targets, detections, strict=True):
             self._collected.append((int(target["image_id"]), {k: v.cpu() for k, v in detection.items()}))
+        wanted = samples_wanted(self, len(self._plot_ids))
+        self._plot_ids += [int(target["image_id"]) for target in targets[:wanted]]
 
     def evaluation_scores(self) -> dict[str, float]:
         # every rank's detections, in image-id order: the same input to the evaluators as in one process
@@ -100,7 +109,33 @@ class DetectionTask(TaskModule):
         metrics: dict[str, float] = {}
         for evaluator in self._evaluators.values():
             metrics |= evaluator.compute()
+        if self.global_rank == 0:
+            self._plots = self._evaluation_plots(collected)
         return metrics
+
+    def _evaluation_plots(self, collected: list[tuple[int, dict[str, Tensor]]]) -> DetectionPlots:
+        """The plots' state from this pass: COCOeval's accumulated precision, the confusion counts over every
+        image evaluated, the first images' records and detections."""
+        records = {record.image_id: record for record in self._evaluation_dataset.records}
+        by_image = dict(collected)
+        truth = [(records[i].boxes, records[i].labels, records[i].ignore) for i in by_image]
+        confusion = detection_confusion_matrix(
+            truth, list(by_image.values()), self.hparams.num_classes, self.draw_score_threshold
+        )
+        category_to_label = {c: label for label, c in self._evaluation_dataset.label_to_category_id.items()}
+        return DetectionPlots(
+            accumulated=self._evaluators["coco"].accumulated,
+            category_names={c: self.class_names[label] for c, label in category_to_label.items()},
+            confusion=confusion,
+            samples=[(records[i], by_image[i]) for i in self._plot_ids],
+            class_names=self.class_names,
+            score_threshold=self.draw_score_threshold,
+        )
+
+    def validation_figures(self) -> dict[str, Figure]:
+        """PR curves at IoU 0.5 (`pr_curve`), the confusion matrix of detections scoring >= draw_score_threshold
+        (`confusion_matrix`) and the first validation images drawn with truth and detections (`val_predictions`)."""
+        return self._plots.figures() if self._plots is not None else {}
 
     def format_scores(self, scores: dict[str, float]) -> str:
         return format_table(scores)
@@ -109,13 +144,9 @@ class DetectionTask(TaskModule):
         return self._evaluators["coco"].num_images_evaluated
 
     def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
-        images, metas = batch
-        detections = to_original_coordinates(
-            self.model(images), [m["scale"] for m in metas], [m["orig_size"] for m in metas]
-        )
-        return [
-            {**{k: v.cpu() for k, v in d.items()}, "path": m["path"]} for d, m in zip(detections, metas, strict=True)
-        ]
+        images, metas = batch  # the `Detector`'s post-processing: one path for predict and the Python predictor
+        found = detections(self.model(images), metas, self.class_names)
+        return [{**d, "path": m["path"]} for d, m in zip(found, metas, strict=True)]
 
     def prediction_writer(self) -> Callback:
         return DetectionPredictionWriter(self.predict_dir, self.class_names, self.draw_score_threshold)
@@ -128,6 +159,8 @@ class DetectionTask(TaskModule):
 class DetectCLI(TaskCLI):
     max_epochs = 4
     links = (("data.image_size", "model.image_size"),)
+    weights_name = "ssdlite320_{backbone}"
+    weights_image_size = "data.image_size"
 
 
 def main(args: Any = None) -> Any:

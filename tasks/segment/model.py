@@ -9,7 +9,7 @@ from torch import nn
 
 from backbones import create_backbone
 from backbones.builder import set_norm_momentum
-from backbones.weights import load_segmenter_weights
+from backbones.weights import load_segmenter_weights, resolve_weights
 from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel
@@ -31,8 +31,9 @@ def build_segmenter(
 ) -> SegmentationModel:
     """DeepLabV3 or LR-ASPP on the backbone's C2 (stride 8) and last maps, as torchvision taps them.
 
-    `weights`: torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large`
-    state dict, or one of ours; `backbone_weights`: any checkpoint `backbones.create_backbone` reads. The backbone's
+    `weights`: a tag of `list_weights(f"{head}_{backbone}")` ("coco_voc": torchvision's), a URL, or a file:
+    torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large` state dict, or
+    one of ours; `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file). The backbone's
     batch norms move at the tasks' `NORM_MOMENTUM`.
     """
     if head not in ("lraspp", "deeplabv3"):
@@ -49,6 +50,7 @@ def build_segmenter(
     else:
         decoder = DeepLabV3Head(channels, num_classes, aux=aux_loss)
     model = SegmentationModel(features, decoder)
-    if weights is not None:
-        load_segmenter_weights(model, weights)
+    path, _ = resolve_weights(f"{head}_{backbone}", weights)
+    if path is not None:
+        load_segmenter_weights(model, path)
     return model

@@ -10,12 +10,14 @@ from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from tasks.common.drawing import overlay_mask, palette_mask
+from tasks.common.images import load_rgb
+from tasks.segment.predictor import OVERLAY_ALPHA
 
 
 class SegmentationPredictionWriter(BasePredictionWriter):
     """Writes `<dir>/<stem>_mask.png` (VOC palette) and `<dir>/<stem>_overlay.jpg` (image blended with the mask)."""
 
-    def __init__(self, output_dir: str, class_names: list[str], alpha: float = 0.5) -> None:
+    def __init__(self, output_dir: str, class_names: list[str], alpha: float = OVERLAY_ALPHA) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.class_names = class_names
@@ -27,6 +29,5 @@ class SegmentationPredictionWriter(BasePredictionWriter):
             path = Path(item["path"])
             mask = item["mask"].numpy()
             palette_mask(mask).save(self.output_dir / f"{path.stem}_mask.png")
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
+            rgb = Image.fromarray(load_rgb(path))  # decoded as the data module decodes it: the mask's frame
             overlay_mask(rgb, mask, self.alpha).save(self.output_dir / f"{path.stem}_overlay.jpg", quality=90)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from tasks.common import optim
 from tasks.common.cli import TaskCLI, run_cli
+from tasks.common.plots import input_normalisation, samples_wanted
 from tasks.common.task import TaskModule
 from tasks.segment.data.module import IGNORE_INDEX, SegmentationDataModule
 from tasks.segment.metrics import format_iou_table, segmentation_scores
 from tasks.segment.model import Head, build_segmenter
 from tasks.segment.outputs import SegmentationPredictionWriter
+from tasks.segment.plots import SegmentationPlots, plot_samples
+from tasks.segment.predictor import masks
 
 
 class SegmentationTask(TaskModule):
@@ -46,6 +51,8 @@ class SegmentationTask(TaskModule):
         super().__init__()
         self.predict_dir = predict_dir
         self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
+        self._plot_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rank 0's first images
+        self._plots: SegmentationPlots | None = None  # the last evaluation's, for `validation_figures`
 
     def build_model(self) -> None:
         names = ("backbone", "head", "num_classes", "width", "output_stride", "aux_loss", "weights", "backbone_weights")
@@ -67,23 +74,33 @@ class SegmentationTask(TaskModule):
 
     def evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         images, masks = batch
-        self.confusion.update(self.model(images).argmax(1), masks)
+        predictions = self.model(images).argmax(1)
+        self.confusion.update(predictions, masks)
+        wanted = samples_wanted(self, len(self._plot_samples))
+        if wanted:
+            self._plot_samples += plot_samples(images[:wanted], masks, predictions, *input_normalisation(self))
 
     def evaluation_scores(self) -> dict[str, float]:
-        scores = segmentation_scores(self.confusion.compute(), self.class_names)
+        confusion = self.confusion.compute()
+        scores = segmentation_scores(confusion, self.class_names)
         self.confusion.reset()
+        if self.global_rank == 0:
+            self._plots = SegmentationPlots(confusion.cpu().numpy().copy(), self.class_names, self._plot_samples)
+        self._plot_samples = []
         return scores
+
+    def validation_figures(self) -> dict[str, Figure]:
+        """IoU per class (`class_iou`), the row-normalised confusion matrix (`confusion_matrix`) and image / truth /
+        prediction overlays of the first validation images (`val_predictions`)."""
+        return self._plots.figures() if self._plots is not None else {}
 
     def format_scores(self, scores: dict[str, float]) -> str:
         return format_iou_table(scores)
 
     def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
-        images, metas = batch
-        labels = self.model(images).argmax(1).cpu()
-        return [
-            {"path": meta["path"], "mask": mask[: int(meta["orig_size"][0]), : int(meta["orig_size"][1])]}
-            for mask, meta in zip(labels, metas, strict=True)
-        ]
+        images, metas = batch  # the `Segmenter`'s post-processing: one path for predict and the Python predictor
+        found = masks(self.model(images), metas, self.class_names)
+        return [{**m, "path": meta["path"]} for m, meta in zip(found, metas, strict=True)]
 
     def prediction_writer(self) -> Callback:
         return SegmentationPredictionWriter(self.predict_dir, self.class_names)
@@ -96,6 +113,7 @@ class SegmentationTask(TaskModule):
 class SegmentCLI(TaskCLI):
     max_epochs = 6
     top_level = {"head": (str, "lraspp", "lraspp or deeplabv3")}
+    weights_name = "{head}_{backbone}"
 
 
 def main(args: Any = None) -> Any:

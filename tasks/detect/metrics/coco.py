@@ -71,6 +71,45 @@ class CocoResults:
         ]
 
 
+@dataclass(frozen=True)
+class AccumulatedPrecision:
+    """COCOeval's accumulated ``eval["precision"]`` [T, R, K, A, M] with the parameters that index its axes: IoU
+    thresholds T, recall thresholds R, category ids K, area ranges A, max detections M. -1 marks a category
+    without ground truth in that area range, as in COCOeval."""
+
+    precision: np.ndarray
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    category_ids: tuple[int, ...]
+    area_labels: tuple[str, ...]
+    max_dets: tuple[int, ...]
+
+    @classmethod
+    def of(cls, coco_eval: Any) -> AccumulatedPrecision:
+        """A copy of an accumulated COCOeval's precision array and parameters."""
+        params = coco_eval.params
+        return cls(
+            np.array(coco_eval.eval["precision"], dtype=np.float64),
+            np.array(params.iouThrs, dtype=np.float64),
+            np.array(params.recThrs, dtype=np.float64),
+            tuple(int(c) for c in params.catIds),
+            tuple(params.areaRngLbl),
+            tuple(int(m) for m in params.maxDets),
+        )
+
+    def curves(self, iou: float = 0.5, area: str = "all", max_dets: int = 100) -> np.ndarray:
+        """Precision [K, R] at the recall thresholds, one row per category id, at one IoU, area and max_dets."""
+        matches = np.flatnonzero(np.isclose(self.iou_thresholds, iou))
+        if not len(matches):
+            raise ValueError(f"iou={iou} is not one of COCOeval's thresholds {self.iou_thresholds.tolist()}")
+        if area not in self.area_labels or max_dets not in self.max_dets:
+            raise ValueError(
+                f"area={area!r}, max_dets={max_dets}: valid areas {list(self.area_labels)}, "
+                f"max_dets {list(self.max_dets)}"
+            )
+        return self.precision[matches[0], :, :, self.area_labels.index(area), self.max_dets.index(max_dets)].T
+
+
 def _as_cpu(value: Any, dtype: torch.dtype | None = None) -> Tensor:
     tensor = torch.as_tensor(value).detach()
     return tensor.to("cpu", dtype) if dtype is not None else tensor.to("cpu")
@@ -225,6 +264,7 @@ class CocoEvaluator:
         self._seen: dict[int, None] = {}  # ordered set of image ids
         self._results: list[CocoResults] = []
         self.num_images_evaluated = 0
+        self.accumulated: AccumulatedPrecision | None = None  # set by compute(), for PR curves
 
     def update(self, image_ids: Sequence[int], detections: Sequence[Mapping[str, Tensor]]) -> None:
         """Convert one batch's detections to COCO result arrays and keep them; repeated image ids are skipped."""
@@ -246,13 +286,15 @@ class CocoEvaluator:
             self._results.append(results)
 
     def compute(self) -> dict[str, float]:
-        """Run COCOeval on the seen images and return its stats by name; the printed summary goes to ``summary``."""
+        """Run COCOeval on the seen images and return its stats by name; the printed summary goes to ``summary``,
+        the accumulated precision array (for PR curves) to ``accumulated``."""
         self.num_images_evaluated = len(self._seen)
         if self.num_images_evaluated < self.num_images_total:
             logger.warning("mAP computed on %d of %d images", self.num_images_evaluated, self.num_images_total)
         if not self._seen:
             # COCOeval reads an empty imgIds as "all images": with nothing seen there is nothing to evaluate.
             self.summary = "no images evaluated"
+            self.accumulated = None
             return dict.fromkeys(COCO_STAT_NAMES, 0.0)
 
         with _gc_paused():
@@ -262,6 +304,7 @@ class CocoEvaluator:
             coco_eval.params.imgIds = sorted(self._seen)
             coco_eval.evaluate()
             coco_eval.accumulate()
+        self.accumulated = AccumulatedPrecision.of(coco_eval)
         lines: list[str] = []
         coco_eval.print_function = lines.append
         coco_eval.summarize()

@@ -133,7 +133,26 @@ def test_predict_writes_a_csv_of_the_top_classes(tmp_path, trained_checkpoint):
 def test_checkpoint_with_another_class_count_is_refused(tmp_path, trained_checkpoint):
     checkpoint, _ = trained_checkpoint
     with pytest.raises(ValueError, match=r"trained with num_classes=3, this run has num_classes=8"):
-        run(tmp_path, "validate", "--ckpt_path", str(checkpoint), *synthetic(tmp_path))
+        run(tmp_path, "validate", "--ckpt_path", str(checkpoint), "--data.format", "synthetic", *synthetic(tmp_path))
+
+
+def test_validate_from_a_checkpoint_needs_no_other_flag(tmp_path, trained_checkpoint, capsys):
+    checkpoint, _ = trained_checkpoint  # v3_small, width 0.5, resolution 32, on an image folder
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    cli = main(["validate", "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", str(tmp_path), *quiet])
+    hparams = cli.model.hparams
+    assert (hparams.backbone, hparams.width, hparams.resolution) == ("v3_small", 0.5, 32)
+    assert cli.model.class_names == sorted(CLASSES) and cli.datamodule.resolution == 32
+    assert "val (3 images)\ntop1 " in capsys.readouterr().out
+
+
+def test_a_flag_that_contradicts_the_checkpoint_is_one_line(tmp_path, trained_checkpoint):
+    checkpoint, _ = trained_checkpoint
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--ckpt_path", str(checkpoint), "--backbone", "v3_large", "--trainer.logger", "false"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: --backbone v3_large contradicts the checkpoint") and "\n" not in message
+    assert "backbone='v3_small'" in message
 
 
 def test_fine_tuning_from_a_torchvision_checkpoint(tmp_path, caplog):

@@ -196,3 +196,21 @@ def test_predicted_category_ids_are_the_datasets_own(tmp_path):
     results = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [(r["category_id"], r["category_name"]) for r in results] == [(90, "cat90"), (5, "cat5")]
     assert results[0]["bbox"] == [1.0, 2.0, 29.0, 38.0]
+
+
+def test_predict_says_how_many_were_drawn_and_how_to_see_more(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from tasks.detect.outputs import DetectionPredictionWriter
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 30)).save(image)
+    detection = {"path": str(image), "boxes": torch.tensor([[1.0, 2.0, 20.0, 20.0]]), "scores": torch.tensor([0.2])}
+    detection["labels"] = torch.tensor([1])
+    for threshold, expected in ((0.3, "0 detections drawn"), (0.1, "1 detections drawn")):
+        writer = DetectionPredictionWriter(str(tmp_path / "out"), ["background", "thing"], threshold)
+        with caplog.at_level("INFO"):
+            writer.write_on_epoch_end(SimpleNamespace(datamodule=None), None, [[detection]], [])
+        assert f"1 images with {expected} (score >= {threshold:g})" in caplog.text
+        assert ("lower --model.draw_score_threshold" in caplog.text) == (threshold == 0.3)
+        caplog.clear()

@@ -12,23 +12,88 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from tasks.common.coco import (
-    check_coco_references,
     class_names_of,
     coco_annotation_file,
+    coco_image_folder,
+    coco_tables,
     load_coco,
     read_coco_categories,
+    read_coco_json,
 )
+from tasks.common.index_cache import Arrays, Meta, cached_index
 from tasks.detect.data.formats import FORMATS, DetectionFormat
-from tasks.detect.data.records import AnnotatedImages, DetectionRecord
-from tasks.detect.data.transforms import clip_and_drop_small
+from tasks.detect.data.records import (
+    AnnotatedImages,
+    DetectionRecords,
+    StringArray,
+    clip_and_drop_small_per_box,
+    offsets_of,
+)
 
 logger = logging.getLogger(__name__)
+
+# The cached index of a COCO file for detection (tasks/common/index_cache.py); bump the version when its arrays
+# or their meaning change, so that older cached indices are rebuilt.
+DETECTION_INDEX = "detection"
+DETECTION_INDEX_VERSION = 1
+
+
+def _boxes_xywh(annotations: list[dict[str, Any]], annotation_file: Path) -> np.ndarray:
+    """float32 [A, 4] of the annotations' `bbox`; ValueError naming the file and the first bad annotation."""
+    try:
+        return np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
+    except (KeyError, TypeError, ValueError):
+        for annotation in annotations:
+            bbox = annotation.get("bbox")
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+                raise ValueError(
+                    f"{annotation_file}: annotation {annotation.get('id')} has bbox {bbox!r}; expected [x, y, w, h]"
+                ) from None
+        raise
+
+
+def build_detection_index(annotation_file: Path) -> tuple[Arrays, Meta]:
+    """The flat detection records of a COCO file: images sorted by id, boxes x1 y1 x2 y2 clipped to their image,
+    those under 1 px dropped (counted in meta["dropped_boxes"] unless crowd), labels 1..K by category id, crowd
+    flags as `ignore`; no polygons. Errors: see CocoDetection."""
+    document = read_coco_json(annotation_file)
+    if not document.get("categories"):
+        raise ValueError(f"{annotation_file} has no 'categories'; at least one is required")
+    tables = coco_tables(document, annotation_file)
+    del document
+    order = tables.annotation_order
+    ordered = [tables.annotations[i] for i in order]
+    xywh = _boxes_xywh(ordered, annotation_file)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    crowd = np.array([bool(a.get("iscrowd", 0)) for a in ordered], dtype=bool)
+    del ordered
+    category_ids = np.array([int(c["id"]) for c in tables.categories], dtype=np.int64)
+    labels = np.searchsorted(category_ids, tables.annotation_category_ids[order]).astype(np.int64) + 1
+    counts = np.diff(tables.image_starts)
+    boxes, valid = clip_and_drop_small_per_box(
+        xyxy, np.repeat(tables.heights, counts), np.repeat(tables.widths, counts)
+    )
+    image_of_box = np.repeat(np.arange(len(counts)), counts)
+    arrays = {
+        **tables.image_arrays(),
+        "box_offsets": offsets_of(np.bincount(image_of_box[valid], minlength=len(counts))),
+        "boxes": boxes[valid],
+        "labels": labels[valid],
+        "ignore": crowd[valid],
+    }
+    meta = {"categories": tables.categories, "dropped_boxes": int((~valid & ~crowd).sum())}
+    return arrays, meta
 
 
 class CocoDetection(AnnotatedImages):
     """One split of a COCO-format dataset (see the module docstring); `transform` is a DetectionTransform.
+
+    Its records are flat arrays read from a cached index of the annotation file (built on first use into
+    `cache_dir`, default the suite's cache folder: tasks/common/index_cache.py); `coco_gt`, pycocotools' index of
+    the whole file, is loaded on first use, which only evaluation does.
 
     `dropped_boxes` counts the non-crowd boxes under 1 px wide or high after clipping to their image (a warning
     with the count is logged once). An empty or invalid annotation file, an annotation whose category_id or
@@ -38,21 +103,44 @@ class CocoDetection(AnnotatedImages):
     `skip_bad_samples` skipped and counted in `skipped_images`.
     """
 
-    def __init__(self, root: str | Path, split: str, transform: Any, skip_bad_samples: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        transform: Any,
+        skip_bad_samples: bool = False,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.root = Path(root)
         self.split = split
         self.annotation_file = coco_annotation_file(root, split)
-        self.coco_gt = load_coco(self.annotation_file)
-        categories = sorted(self.coco_gt.dataset.get("categories") or [], key=lambda c: c["id"])
-        if not categories:
-            raise ValueError(f"{self.annotation_file} has no 'categories'; at least one is required")
-        category_to_label = {c["id"]: label for label, c in enumerate(categories, start=1)}
-        self.dropped_boxes = 0
-        records = self._records(category_to_label)
+        arrays, meta = cached_index(
+            self.annotation_file,
+            DETECTION_INDEX,
+            DETECTION_INDEX_VERSION,
+            lambda: build_detection_index(self.annotation_file),
+            cache_dir,
+        )
+        categories = meta["categories"]
+        self.dropped_boxes = int(meta["dropped_boxes"])
+        self._coco_gt: COCO | None = None
+        paths = StringArray(arrays["path_data"], arrays["path_offsets"])
+        records = DetectionRecords(
+            image_ids=arrays["image_ids"],
+            widths=arrays["widths"],
+            heights=arrays["heights"],
+            paths=paths,
+            box_offsets=arrays["box_offsets"],
+            boxes=arrays["boxes"],
+            labels=arrays["labels"],
+            ignore=arrays["ignore"],
+            sources=f"{self.annotation_file} (image id {{image_id}})",
+            folder=coco_image_folder(self.root, split, paths[0] if len(paths) else None),
+        )
         super().__init__(
             records,
             transform,
-            {label: cid for cid, label in category_to_label.items()},
+            {label: int(c["id"]) for label, c in enumerate(categories, start=1)},
             class_names_of(categories),
             skip_bad_samples,
         )
@@ -63,50 +151,13 @@ class CocoDetection(AnnotatedImages):
                 self.dropped_boxes,
             )
 
-    def _image_folder(self, first_file_name: str | None) -> Path:
-        """root/<split>, root/images/<split>, or root itself when file names carry their sub-path."""
-        folders = [self.root / self.split, self.root / "images" / self.split]
-        if first_file_name is not None:
-            for folder in [*folders, self.root]:
-                if (folder / first_file_name).is_file():
-                    return folder
-        for folder in folders:
-            if folder.is_dir():
-                return folder
-        raise FileNotFoundError(
-            f"image folder for COCO split {self.split!r} not found: tried {folders[0]} and {folders[1]}"
-            + (f" (and {self.root / first_file_name})" if first_file_name else "")
-        )
-
-    def _records(self, category_to_label: dict[int, int]) -> list[DetectionRecord]:
-        coco = self.coco_gt
-        check_coco_references(coco, self.annotation_file)
-        image_ids = sorted(coco.imgs)
-        folder = self._image_folder(coco.imgs[image_ids[0]]["file_name"] if image_ids else None)
-        records = []
-        for image_id in image_ids:
-            info = coco.imgs[image_id]
-            width, height = int(info["width"]), int(info["height"])
-            annotations = coco.imgToAnns.get(image_id, [])
-            xywh = np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
-            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-            boxes, valid = clip_and_drop_small(xyxy, height, width)
-            crowd = np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool)
-            self.dropped_boxes += int((~valid & ~crowd).sum())
-            labels = np.array([category_to_label[a["category_id"]] for a in annotations], dtype=np.int64)
-            records.append(
-                DetectionRecord(
-                    image_id=int(image_id),
-                    path=folder / info["file_name"],
-                    width=width,
-                    height=height,
-                    boxes=boxes[valid],
-                    labels=labels[valid],
-                    ignore=crowd[valid],
-                    source=f"{self.annotation_file} (image id {image_id})",
-                )
-            )
-        return records
+    @property
+    def coco_gt(self) -> COCO:
+        """pycocotools' index of the annotation file (crowd boxes included), which COCOeval reads; loaded on first
+        use, so training splits never hold it."""
+        if self._coco_gt is None:
+            self._coco_gt = load_coco(self.annotation_file)
+        return self._coco_gt
 
 
 # -- the "coco" format of the data module ----------------------------------------------------------------------------
@@ -127,7 +178,9 @@ def coco_label_to_category_id(data: Any) -> dict[int, int]:
 
 def build_coco(data: Any, split: str, transform: Any, train: bool) -> CocoDetection:
     """One split; its categories must be the val split's (the labels the model was built with)."""
-    dataset = CocoDetection(data.data_root, split, transform, skip_bad_samples=data.skip_bad_samples)
+    dataset = CocoDetection(
+        data.data_root, split, transform, skip_bad_samples=data.skip_bad_samples, cache_dir=data.cache_dir
+    )
     if dataset.class_names != data.class_names:
         raise ValueError(
             f"{dataset.annotation_file}: categories {dataset.class_names[1:]} differ from those of split "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,14 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
+import tasks.detect.data.formats.coco as coco_format
 from tasks.common.images import UnreadableImageError
-from tasks.detect.data.formats.coco import CocoDetection
+from tasks.common.index_cache import index_path
+from tasks.common.synthetic import CACHE_ENV
+from tasks.detect.data.formats.coco import DETECTION_INDEX, CocoDetection
 from tasks.detect.data.module import collate_detection
-from tasks.detect.data.transforms import DetectionTransform
+from tasks.detect.data.records import DetectionRecord
+from tasks.detect.data.transforms import DetectionTransform, clip_and_drop_small
 from tests.tasks.detect.fixtures import edit_coco_annotations, write_coco_dataset
 
 MEAN = (0.485, 0.456, 0.406)
@@ -29,6 +34,13 @@ def _dataset(
 ) -> CocoDetection:
     transform = DetectionTransform(SIZE, MEAN, STD, augment, letterbox)  # type: ignore[arg-type]
     return CocoDetection(root, split, transform, skip_bad_samples=skip_bad_samples)
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The index cache of these tests in their own folder."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -187,3 +199,123 @@ def test_coco_gt_is_the_annotation_file(coco_root: Path) -> None:
     assert dataset.coco_gt.dataset == reference.dataset
     document = json.loads((coco_root / "annotations" / "instances_val.json").read_text())
     assert len(dataset.coco_gt.anns) == len(document["annotations"])
+
+
+# -- flat records and the index cache --------------------------------------------------------------------------------
+def reference_records(root: Path, split: str = "val") -> list[DetectionRecord]:
+    """The records as the reader built them before the flat arrays: pycocotools' index, one record per image."""
+    annotation_file = root / "annotations" / f"instances_{split}.json"
+    coco = COCO(str(annotation_file))
+    category_to_label = {cid: label for label, cid in enumerate(sorted(coco.getCatIds()), start=1)}
+    records = []
+    for image_id in sorted(coco.imgs):
+        info = coco.imgs[image_id]
+        annotations = coco.imgToAnns.get(image_id, [])
+        xywh = np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
+        boxes, valid = clip_and_drop_small(
+            np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1), info["height"], info["width"]
+        )
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool)
+        labels = np.array([category_to_label[a["category_id"]] for a in annotations], dtype=np.int64)
+        records.append(
+            DetectionRecord(
+                int(image_id),
+                root / split / info["file_name"],
+                info["width"],
+                info["height"],
+                boxes[valid],
+                labels[valid],
+                crowd[valid],
+                f"{annotation_file} (image id {image_id})",
+            )
+        )
+    return records
+
+
+def assert_records_equal(actual: list[DetectionRecord], expected: list[DetectionRecord]) -> None:
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        assert (got.image_id, got.path, got.width, got.height, got.source) == (
+            want.image_id,
+            want.path,
+            want.width,
+            want.height,
+            want.source,
+        )
+        for field in ("boxes", "labels", "ignore"):
+            value, reference = getattr(got, field), getattr(want, field)
+            assert value.dtype == reference.dtype and value.shape == reference.shape, field
+            np.testing.assert_array_equal(value, reference, err_msg=field)
+
+
+def test_flat_records_equal_the_per_image_records(coco_root: Path) -> None:
+    def edit(document: dict[str, Any]) -> None:
+        _add_annotation(document, 3, [5.0, 5.0, 40.0, 40.0], 5, iscrowd=1)
+        _add_annotation(document, 1, [10.0, 10.0, 0.5, 20.0], 1)  # dropped
+        _add_annotation(document, 2, [80.0, 60.0, 50.0, 50.0], 90)  # clipped
+        _add_annotation(document, 2, [-3.5, -2.25, 20.0, 20.0], 5, iscrowd=1)  # clipped crowd
+        document["images"].insert(0, {"id": 77, "file_name": "val_0001.jpg", "width": 96, "height": 72})
+        document["images"].append({"id": 0, "file_name": "val_0002.jpg", "width": 96, "height": 72})
+        document["annotations"].reverse()  # file order within an image is kept
+
+    edit_coco_annotations(coco_root, "val", edit)
+    dataset = _dataset(coco_root)
+    records = list(dataset.records)
+    assert_records_equal(records, reference_records(coco_root))
+    assert [r.image_id for r in records] == [0, 1, 2, 3, 4, 77]
+    assert dataset.records[-1].image_id == 77
+    with pytest.raises(IndexError):
+        dataset.records[6]
+    reference = {r.image_id: r for r in reference_records(coco_root)}
+    for image_id, (boxes, labels, difficult) in dataset.voc_ground_truth().items():
+        np.testing.assert_array_equal(labels, reference[image_id].labels)
+        np.testing.assert_array_equal(boxes, reference[image_id].boxes.astype(np.float64))
+        np.testing.assert_array_equal(difficult, reference[image_id].ignore)
+
+
+def test_second_set_up_reads_the_cache_not_the_json(coco_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _dataset(coco_root)
+    assert first._coco_gt is None  # pycocotools' index only when evaluation asks for it
+    calls: list[Path] = []
+    monkeypatch.setattr(coco_format, "read_coco_json", lambda path: calls.append(path) or {})
+    second = _dataset(coco_root)
+    assert calls == []
+    assert_records_equal(list(second.records), list(first.records))
+    assert second.label_to_category_id == first.label_to_category_id and second.class_names == first.class_names
+    torch.testing.assert_close(second[1][0], first[1][0])
+
+
+def test_the_cache_is_rebuilt_when_the_file_changes(coco_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _dataset(coco_root)
+    parsed: list[Path] = []
+    original = coco_format.read_coco_json
+    monkeypatch.setattr(coco_format, "read_coco_json", lambda path: parsed.append(path) or original(path))
+    edit_coco_annotations(coco_root, "val", lambda d: _add_annotation(d, 1, [1.0, 2.0, 30.0, 30.0], 90))
+    path = coco_root / "annotations" / "instances_val.json"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new mtime even on a coarse clock
+    dataset = _dataset(coco_root)
+    assert len(parsed) == 1
+    assert_records_equal(list(dataset.records), reference_records(coco_root))
+    assert dataset.records[0].labels[-1] == 3
+
+
+def test_a_corrupt_cache_is_rebuilt_with_a_message(
+    coco_root: Path, _cache_in_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _dataset(coco_root)
+    cache_file = index_path(coco_root / "annotations" / "instances_val.json", DETECTION_INDEX, _cache_in_tmp)
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="tasks.common.index_cache"):
+        dataset = _dataset(coco_root)
+    assert any("corrupt" in r.getMessage() for r in caplog.records)
+    assert_records_equal(list(dataset.records), reference_records(coco_root))
+
+
+def test_records_pickle_small_for_spawned_workers(coco_root: Path) -> None:
+    import pickle
+
+    dataset = _dataset(coco_root)
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert_records_equal(list(clone.records), list(dataset.records))
+    torch.testing.assert_close(clone[2][0], dataset[2][0])

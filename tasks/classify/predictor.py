@@ -1,0 +1,59 @@
+"""`Classifier`: a trained MobileNet classifier checkpoint on raw images of any size, its top-k classes.
+
+    classifier = Classifier.from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")
+    results = classifier.predict(["a.jpg", pil_image])  # [{labels, scores, names} (best first, k of each), ...]
+
+Images go through the data module's evaluation transform with the checkpoint's resolution, crop_pct, mean and std
+(`ClassificationEvalTransform`: shorter side to R / crop_pct, centre crop R). `ClassificationTask.predict_step`
+uses `top_classes` below, so `python -m tasks.classify predict` ranks the same classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from tasks.classify.outputs import TOP_K
+from tasks.common.predictor import Predictor
+
+
+def top_classes(logits: Tensor, k: int, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Logits [N, K] -> per image the `k` most probable `labels`, their softmax `scores` and `names`, best first."""
+    scores, labels = logits.softmax(1).topk(min(k, logits.shape[1]), dim=1)
+    return [
+        {"labels": label.tolist(), "scores": score.tolist(), "names": [class_names[i] for i in label.tolist()]}
+        for label, score in zip(labels.cpu(), scores.cpu(), strict=True)
+    ]
+
+
+def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
+    """uint8 RGB [H, W, 3] with `text` written at its top left, white on a black band (font scaled to the image)."""
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(10, canvas.height // 20))
+    left, top, right, bottom = draw.textbbox((4, 2), text, font=font)
+    draw.rectangle((0, 0, right + 4, bottom + 4), fill=(0, 0, 0))
+    draw.text((4, 2), text, fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)
+
+
+class Classifier(Predictor):
+    """A classification checkpoint: `predict(images)` -> per image its `top_k` classes (see the module docstring);
+    `predict_video` writes the top class and its score on each frame."""
+
+    task = "classify"
+    preprocessing = ("resolution", "crop_pct", "mean", "std")
+    top_k = TOP_K
+
+    def prepare(self, image: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
+        return self.transform(image), {}
+
+    def postprocess(self, outputs: Tensor, metas: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return top_classes(outputs, self.top_k, self.class_names)
+
+    def annotate(self, image: np.ndarray, result: dict[str, Any]) -> np.ndarray:
+        return draw_caption(image, f"{result['names'][0]} {result['scores'][0]:.2f}")

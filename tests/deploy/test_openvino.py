@@ -1,0 +1,108 @@
+"""OpenVINO: `export --format openvino` through the task CLI, the IR against the folded model, and NNCF int8 scored
+by the same evaluation code as the ONNX int8 path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openvino", reason="openvino is not installed: pip install -e '.[openvino]'")
+pytest.importorskip("nncf", reason="nncf is not installed: pip install -e '.[openvino]'")
+
+from deploy.export import exportable_model, load_task  # noqa: E402
+from deploy.quantize import FLOAT_SCOPES, FixedBatch, int8_formats, quantizer  # noqa: E402
+from deploy.runtimes import get_runtime  # noqa: E402
+from tasks.classify.task import main as classify_main  # noqa: E402
+from tests.helpers import SIZE, tiny_task, write_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.own_process  # OpenVINO/NNCF in the test process break later forks
+
+
+@pytest.fixture(scope="module")
+def classify_ckpt(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("openvino")
+    module, data = tiny_task("classify", folder / "cache")
+    return write_checkpoint(folder / "classify.ckpt", module, data)
+
+
+def test_cli_exports_an_ir_checked_by_the_openvino_runtime(classify_ckpt, tmp_path, capsys):
+    output = tmp_path / "model.openvino.xml"
+    argv = ["export", "--ckpt_path", str(classify_ckpt), "--format", "openvino", "--output", str(output)]
+    result = classify_main(argv)
+    assert output.is_file() and output.with_suffix(".bin").is_file() and result.format == "openvino"
+    printed = capsys.readouterr().out
+    assert "check (openvino CPU, f32)" in printed and "max abs diff logits" in printed
+    assert result.max_abs_diff["logits"] <= result.tolerance["logits"]
+    # the file equals the folded model on fresh inputs too, run by openvino itself
+    checkpoint = load_task("classify", classify_ckpt)
+    model = exportable_model("classify", checkpoint.module, SIZE)
+    images = torch.randn(1, 3, SIZE, SIZE)
+    (got,) = get_runtime("openvino").load(output).run(images)
+    with torch.inference_mode():
+        want = model(images)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_cli_int8_writes_an_int8_ir_and_prints_the_agreement(classify_ckpt, tmp_path, capsys):
+    output = tmp_path / "model.openvino.xml"
+    argv = ["export", "--ckpt_path", str(classify_ckpt), "--format", "openvino", "--output", str(output), "--int8"]
+    result = classify_main([*argv, "--calibration_batches", "2", "--calibration_batch_size", "4"])
+    int8 = tmp_path / "model.int8.openvino.xml"
+    assert result.path == int8 and int8.is_file() and result.fp32.path == output
+    assert "FakeQuantize" in int8.read_text() and "FakeQuantize" not in output.read_text()
+    figures = result.figures
+    assert figures["calibration_images"] == 8 and figures["val_images"] == 8
+    assert 0.0 <= figures["top1_agreement"] <= 1.0 and {"fp32/top1", "int8/top1"} <= set(figures)
+    assert "top1_agreement" in capsys.readouterr().out
+    # the agreement is what the two files, run on the val images, say
+    checkpoint = load_task("classify", classify_ckpt)
+    data = checkpoint.datamodule()
+    data.setup("validate")
+    fp32, quantized = (FixedBatch(get_runtime("openvino").load(p), 1) for p in (output, int8))
+    predictions = {"fp32": [], "int8": []}
+    for images, _ in data.val_dataloader():
+        predictions["fp32"].append(fp32.run(images)[0].argmax(1))
+        predictions["int8"].append(quantized.run(images)[0].argmax(1))
+    agree = float((torch.cat(predictions["fp32"]) == torch.cat(predictions["int8"])).float().mean())
+    assert figures["top1_agreement"] == pytest.approx(agree)
+
+
+@pytest.mark.slow  # NNCF on the detector takes 30-80 s on 2 busy cores
+def test_int8_ir_tracks_fp32_and_keeps_the_decoding_float(tmp_path):
+    module, _ = tiny_task("detect", tmp_path / "cache")
+    model = exportable_model("detect", module.eval(), SIZE)
+    batches = [torch.randn(4, 3, SIZE, SIZE).numpy()]
+    fp32 = tmp_path / "d.openvino.xml"
+    get_runtime("openvino").export(model, torch.from_numpy(batches[0]), fp32, ("scores", "boxes"), True)
+    int8 = quantizer("openvino")(model, fp32, tmp_path / "d.int8.openvino.xml", batches, FLOAT_SCOPES)
+    text = int8.read_text()
+    assert "FakeQuantize" in text
+    import openvino
+
+    ir = openvino.Core().read_model(str(int8))
+    decode = [op for op in ir.get_ordered_ops() if "/decode/" in op.get_friendly_name()]
+    assert decode and not any(
+        input.get_source_output().get_node().get_type_name() == "FakeQuantize" for op in decode for input in op.inputs()
+    )
+    scores, boxes = get_runtime("openvino").load(int8).run(batches[0])
+    with torch.inference_mode():
+        want_scores, want_boxes = model(torch.from_numpy(batches[0]))
+    assert scores.shape == want_scores.shape and boxes.shape == want_boxes.shape
+    assert float((scores.sum(-1) - 1).abs().max()) < 1e-4  # the softmax ran in float
+    assert float((boxes - want_boxes).abs().mean()) < 0.1 * SIZE
+
+
+def test_formats_with_int8_and_an_unsupported_one(classify_ckpt, capsys):
+    assert {"onnx", "openvino"} <= set(int8_formats()) and "torchscript" not in int8_formats()
+    with pytest.raises(SystemExit):
+        classify_main(["export", "--ckpt_path", str(classify_ckpt), "--format", "torchscript", "--int8"])
+    assert "--int8 is not supported with --format torchscript; formats with int8: [" in capsys.readouterr().err
+
+
+def test_missing_ir_weights_name_both_files(tmp_path):
+    (tmp_path / "m.openvino.xml").write_text("<net/>")
+    with pytest.raises(FileNotFoundError, match=r"m\.openvino\.xml: an OpenVINO IR needs both .* m\.openvino\.bin"):
+        get_runtime("openvino").load(tmp_path / "m.openvino.xml")
