@@ -18,7 +18,8 @@ from deploy.runtimes import get_runtime  # noqa: E402
 from tasks.classify.task import main as classify_main  # noqa: E402
 from tests.helpers import SIZE, tiny_task, write_checkpoint  # noqa: E402
 
-pytestmark = pytest.mark.own_process  # OpenVINO/NNCF in the test process break later forks
+# OpenVINO/NNCF in the test process break later forks; a process each makes these the slow tier's
+pytestmark = [pytest.mark.own_process, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -39,9 +39,9 @@ SLOW_RUNTIMES = {"executorch"}
 
 
 def runtime_marks(name: str) -> list[pytest.MarkDecorator]:
-    """ExecuTorch lowering is slow; OpenVINO and ExecuTorch run in a process of their own (see tests/conftest.py)."""
-    marks = [pytest.mark.slow] if name in SLOW_RUNTIMES else []
-    return marks + [pytest.mark.own_process] if name in ("openvino", *SLOW_RUNTIMES) else marks
+    """OpenVINO and ExecuTorch run in a process of their own (see tests/conftest.py): the slow tier."""
+    own_process = name in ("openvino", *SLOW_RUNTIMES)
+    return [pytest.mark.slow, pytest.mark.own_process] if own_process else []
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=runtime_marks(name)) for name in list_runtimes()])

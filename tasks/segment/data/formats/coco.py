@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,20 @@ MAX_SNAPPED_COORDINATE = 1e5  # float32 holds the middle of a 1/5 px cell exactl
 
 
 # -- COCO as VOC classes -------------------------------------------------------------------------------------------
+
+
+def decode_rle(rle: Any) -> np.ndarray:
+    """pycocotools' `mask.decode`. Under numpy 2 it warns about its own `__array__` on every call, which a user
+    cannot act on: that one DeprecationWarning is silenced here, unless the user set `-W` / PYTHONWARNINGS."""
+    if sys.warnoptions or os.environ.get("PYTHONWARNINGS"):
+        return mask_utils.decode(rle)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"__array__ implementation doesn't accept", category=DeprecationWarning
+        )
+        return mask_utils.decode(rle)
+
+
 def instance_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     """One annotation's `segmentation` (polygons, uncompressed or compressed RLE) as a uint8 0/1 mask [H, W].
 
@@ -56,7 +73,7 @@ def instance_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
         rle: Any = {"size": segmentation["size"], "counts": segmentation["counts"].encode()}  # compressed RLE
     else:
         rle = mask_utils.frPyObjects(segmentation, height, width)
-    decoded = mask_utils.decode(rle)
+    decoded = decode_rle(rle)
     if decoded.ndim < 3:
         decoded = decoded[..., None]
     if decoded.shape[:2] != (height, width):
