@@ -30,4 +30,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         pytest.fail(f"{pyfuncitem.nodeid} failed in its own process:\n{result.stdout[-6000:]}{result.stderr[-2000:]}")
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    if skipped:  # a skip in the child is a skip here, not a pass
+        pytest.skip(skipped[0].split(": ", 1)[-1])
     return True
