@@ -8,6 +8,7 @@ is imported whenever any runtime is looked up, and one not installed must not st
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,3 +104,12 @@ def get_runtime(name: str, argument: str = "runtime") -> Runtime:
     if name not in _REGISTRY:
         raise ValueError(f"{argument} {name!r} is not supported; valid: {list_runtimes()}")
     return _REGISTRY[name]
+
+
+def optional_import(module: str, needed: str, install: str) -> Any:
+    """`module`, imported where it is used (a runtime that is not installed must not break the others), or an
+    ImportError that reads "<needed>, which is not installed: <install>"."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"{needed}, which is not installed: {install}") from error

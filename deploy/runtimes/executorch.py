@@ -23,20 +23,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.runtimes.base import Loaded, Runtime, as_tensor, register_runtime
+from deploy.runtimes.base import Loaded, Runtime, as_tensor, optional_import, register_runtime
 
 INSTALL = "pip install -e '.[executorch]'"
 MAX_BATCH = 64  # the upper bound of a dynamic batch
 
 
 def import_executorch() -> Any:
-    try:
-        import executorch.runtime
-    except ImportError as error:
-        raise ImportError(
-            f"--format executorch needs the executorch package, which is not installed: {INSTALL}"
-        ) from error
-    return executorch
+    """`executorch.runtime`."""
+    return optional_import("executorch.runtime", "--format executorch needs the executorch package", INSTALL)
 
 
 def exported_program(model: nn.Module, example: Tensor, dynamic_batch: bool) -> Any:
@@ -95,11 +90,11 @@ class ExecuTorchRuntime(Runtime):
         write_pte(exported_program(model, example, dynamic_batch), path)
 
     def load(self, path: str | Path) -> ExecuTorchModel:
-        executorch = import_executorch()
+        runtime = import_executorch()
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such ExecuTorch program")
-        program = executorch.runtime.Runtime.get().load_program(path)
+        program = runtime.Runtime.get().load_program(path)
         return ExecuTorchModel(program.load_method("forward"))
 
     def quantize(

@@ -20,25 +20,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.runtimes.base import Loaded, Runtime, as_array, register_runtime
+from deploy.runtimes.base import Loaded, Runtime, as_array, optional_import, register_runtime
 
 INSTALL = "pip install -e '.[litert]'"
 
 
 def import_litert_torch() -> Any:
-    try:
-        import litert_torch
-    except ImportError as error:
-        raise ImportError(f"--format litert needs litert-torch, which is not installed: {INSTALL}") from error
-    return litert_torch
+    return optional_import("litert_torch", "--format litert needs litert-torch", INSTALL)
 
 
 def interpreter_class() -> Any:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as error:
-        raise ImportError(f"running a .tflite needs ai-edge-litert, which is not installed: {INSTALL}") from error
-    return Interpreter
+    return optional_import("ai_edge_litert.interpreter", "running a .tflite needs ai-edge-litert", INSTALL).Interpreter
 
 
 class LiteRtModel(Loaded):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.runtimes.base import INPUT_NAME, Loaded, Runtime, as_array, register_runtime
+from deploy.runtimes.base import INPUT_NAME, Loaded, Runtime, as_array, optional_import, register_runtime
 
 DEFAULT_OPSET = 17
 # QuantizeLinear/DequantizeLinear take a per-channel `axis` from opset 13 on: the int8 models need it.
@@ -49,23 +49,15 @@ def check_opset(opset: int) -> None:
 
 
 def import_onnxruntime() -> Any:
-    """onnxruntime, or an ImportError that says how to install it."""
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise ImportError(
-            "ONNX export checks and int8 quantization need onnxruntime, which is not installed: "
-            "pip install onnxruntime (or the dev extra: pip install -e '.[dev]')"
-        ) from error
-    return onnxruntime
+    return optional_import(
+        "onnxruntime",
+        "ONNX export checks and int8 quantization need onnxruntime",
+        "pip install onnxruntime (or the dev extra: pip install -e '.[dev]')",
+    )
 
 
 def import_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as error:
-        raise ImportError("ONNX export needs the onnx package, which is not installed: pip install onnx") from error
-    return onnx
+    return optional_import("onnx", "ONNX export needs the onnx package", "pip install onnx")
 
 
 def ort_session(path: str | Path, threads: int | None = None, spinning: bool = True) -> Any:

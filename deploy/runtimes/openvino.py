@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.runtimes.base import Loaded, Runtime, as_array, register_runtime
+from deploy.runtimes.base import Loaded, Runtime, as_array, optional_import, register_runtime
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime
 
 INSTALL = "pip install -e '.[openvino]' (openvino, nncf and onnx)"
@@ -33,19 +33,11 @@ DEVICE = "CPU"
 
 
 def import_openvino() -> Any:
-    try:
-        import openvino
-    except ImportError as error:
-        raise ImportError(f"--format openvino needs the openvino package, which is not installed: {INSTALL}") from error
-    return openvino
+    return optional_import("openvino", "--format openvino needs the openvino package", INSTALL)
 
 
 def import_nncf() -> Any:
-    try:
-        import nncf
-    except ImportError as error:
-        raise ImportError(f"OpenVINO int8 needs the nncf package, which is not installed: {INSTALL}") from error
-    return nncf
+    return optional_import("nncf", "OpenVINO int8 needs the nncf package", INSTALL)
 
 
 def compile_model(path: str | Path, threads: int | None = None) -> Any:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,11 @@ class TaskCLI(LightningCLI):
         settings: dict[str, Any] = {"data.mean": list(entry.mean), "data.std": list(entry.std)}
         if self.weights_image_size and arg == "weights":  # a backbone's ImageNet size is not the detector's
             settings[self.weights_image_size] = entry.image_size
-        defaults = self._parser(self.subcommand).get_defaults() if self.subcommand else self.parser.get_defaults()
-        given = {a[2:].split("=", 1)[0] for a in self._given_args if a.startswith("--")}
+        explicit = self._explicitly_set(config, self.subcommand)
         for key, value in settings.items():
             if key not in config:
                 continue
-            if key in given or config.get(key) != defaults.get(key):
+            if explicit(key):
                 if not _same(config.get(key), value):
                     logging.getLogger(__name__).warning(
                         "--%s %s contradicts the weights %r of %s (%s %s); keeping --%s",
@@ -81,6 +81,13 @@ class TaskCLI(LightningCLI):
                 continue
             for target in (key, *[t for source, t in self.links if source == key]):
                 config[target] = value
+
+    def _explicitly_set(self, config: Any, subcommand: str | None) -> Callable[..., bool]:
+        """Whether any of the given keys was set by the user: on the command line, or to a non-default value in a
+        config file, as `config` holds them now."""
+        defaults = (self._parser(subcommand) if subcommand else self.parser).get_defaults()
+        given = {a[2:].split("=", 1)[0] for a in self._given_args if a.startswith("--")}
+        return lambda *keys: any(k in given or (k in defaults and config.get(k) != defaults.get(k)) for k in keys)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self._given_args = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
@@ -106,12 +113,7 @@ class TaskCLI(LightningCLI):
         if not saved:
             raise SystemExit(f"error: --ckpt_path {ckpt_path} holds no hyper_parameters: not a checkpoint of a task")
         config = self.config[subcommand]
-        as_parsed = config.clone()  # what the user set, before the checkpoint's values go in
-        defaults = self._parser(subcommand).get_defaults()
-        given = {a[2:].split("=", 1)[0] for a in self._given_args if a.startswith("--")}
-
-        def explicit(*keys: str) -> bool:
-            return any(k in given or (k in defaults and as_parsed.get(k) != defaults.get(k)) for k in keys)
+        explicit = self._explicitly_set(config.clone(), subcommand)  # judged before the checkpoint's values go in
 
         model_class = self._model_class
         top_level = {"backbone": "backbone", "width": "width", **{name: name for name in self.top_level}}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ from torchvision.transforms.functional import to_pil_image
 
 from tasks.common.images import load_rgb
 from tasks.detect.predictor import DRAW_SCORE_THRESHOLD, draw_detections
-
-log = logging.getLogger(__name__)
 
 
 class DetectionPredictionWriter(BasePredictionWriter):

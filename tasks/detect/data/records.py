@@ -13,9 +13,7 @@ counted skip; an evaluation loop then sees the substitute item under its own `im
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import get_worker_info
 
 from tasks.common.images import ImageSizeMismatchError, SkippingDataset, load_rgb, size_mismatch_message
 from tasks.common.index_cache import StringArray, offsets_of
@@ -177,21 +174,11 @@ class AnnotatedImages(SkippingDataset):
         self.transform = transform
         self.label_to_category_id = dict(label_to_category_id)
         self.class_names = list(class_names)
-        self._frozen_pid: int | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _freeze_inherited_objects(self) -> None:
-        """Once per DataLoader worker: move the Python objects it inherited through fork (the main process's heap,
-        e.g. the evaluation split's `coco_gt`) to the collector's permanent generation. A full collection would
-        otherwise visit, and so copy into the worker, every page holding them: the growth the flat records avoid."""
-        if self._frozen_pid != os.getpid() and get_worker_info() is not None:
-            gc.freeze()
-            self._frozen_pid = os.getpid()
-
     def _load_item(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        self._freeze_inherited_objects()
         record = self.records[index]
         image = load_rgb(record.path)
         if image.shape[:2] != (record.height, record.width):
