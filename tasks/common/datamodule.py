@@ -175,9 +175,14 @@ class TaskDataModule(pl.LightningDataModule):
     A subclass lists its arguments in `__init__` and calls `super().__init__()` first: that saves them as
     `hparams` (`save_hyperparameters` on the subclass's frame) and checks those every task shares. The arguments
     are then read as attributes (`self.batch_size` is `self.hparams["batch_size"]`): one copy, no per-task list.
-    Every task has `format`, `root`, `train_split`, `val_split`, `test_split`, `predict_root`, `batch_size`,
-    `num_workers`, `skip_bad_samples` (the bad-sample policy of tasks/common/images.py), `cache_dir` and the
-    `synthetic_*` sizes; `eval_batch_size` where the task has one.
+    Every task has `format`, `root`, `train_split`, `val_split`, `test_split`, `predict_root`, `class_names`,
+    `batch_size`, `num_workers`, `skip_bad_samples` (the bad-sample policy of tasks/common/images.py), `cache_dir`
+    and the `synthetic_*` sizes; `eval_batch_size` where the task has one.
+
+    `class_names` None reads the names from the data (its category list, class folders or classes.txt) and records
+    them in `hparams`, so that every checkpoint carries them and `predict` from a checkpoint needs no dataset.
+    Given (by the user, or by the CLI from a checkpoint), they are the labels, and a split whose own classes differ
+    is an error naming both lists.
 
     Subclasses set `formats` (their registry), `collate`, `predict_images` (the predict dataset class) and
     `predict_batch_size` where predict items differ in size, and implement `train_transform` and
@@ -206,7 +211,9 @@ class TaskDataModule(pl.LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         frame = inspect.currentframe()
-        self.save_hyperparameters(frame=frame.f_back if frame is not None else None)
+        # logger=False: the model logs the run's hyperparameters (class_names are in both, linked; the data's copy is
+        # filled in after construction, which Lightning's merge of the initial values would call a conflict)
+        self.save_hyperparameters(frame=frame.f_back if frame is not None else None, logger=False)
         self._data_root: Path | None = None
         self._class_names: list[str] | None = None
         self.train_dataset: Any = None
@@ -257,9 +264,12 @@ class TaskDataModule(pl.LightningDataModule):
     # -- what the model needs before setup ---------------------------------------------------------------------
     @property
     def class_names(self) -> list[str]:
-        """Label -> name, read lazily from the format (its category list or folders; fixed for synthetic)."""
+        """Label -> name: the `class_names` argument, else read lazily from the format (its category list or
+        folders; fixed for synthetic) and recorded in `hparams` (see the class docstring)."""
         if self._class_names is None:
-            self._class_names = list(self.dataset_format.class_names(self))
+            given = self.hparams.get("class_names")
+            self._class_names = list(given) if given else list(self.dataset_format.class_names(self))
+            self.hparams["class_names"] = list(self._class_names)
         return list(self._class_names)
 
     @property
@@ -290,7 +300,16 @@ class TaskDataModule(pl.LightningDataModule):
     def build_dataset(self, split: str, train: bool) -> Dataset:
         """One split of the configured format, with the training or the evaluation transform."""
         transform = self.train_transform() if train else self.eval_transform()
-        return self.dataset_format.build(self, split, transform, train)
+        dataset = self.dataset_format.build(self, split, transform, train)
+        own = getattr(dataset, "class_names", None)
+        if own is not None and list(own) != self.class_names:
+            source = getattr(dataset, "annotation_file", None) or f"{self.format} split {split!r} in {self.data_root}"
+            raise ValueError(
+                f"{source} has the classes {list(own)}, but class_names "
+                f"(given, from a checkpoint, or read from the val split) are {self.class_names}; train and evaluate "
+                "on data with one class list, or leave --data.class_names out"
+            )
+        return dataset
 
     def build_predict_dataset(self, root: str) -> Dataset:
         """The images of a folder, for predict, under the bad-sample policy."""

@@ -39,6 +39,8 @@ class ClassificationDataModule(TaskDataModule):
             test_split None means the val split.
         val_labels_file: for a flat val folder (images directly in root/val_split): a file of `filename,class`
             lines (optional header `filename,class`); also used by test when test reads the val split.
+        class_names: label -> name (background first where the task has one); None reads them from the data
+            and records them, so checkpoints carry them (see TaskDataModule).
         predict_root: a folder of images for `predict`, walked recursively.
         resolution: side R of every image the model sees (train crops and eval centre crops).
         crop_pct: evaluation resizes the shorter side to int(R / crop_pct), then centre-crops R.
@@ -64,6 +66,7 @@ class ClassificationDataModule(TaskDataModule):
         test_split: str | None = None,
         val_labels_file: str | None = None,
         predict_root: str | None = None,
+        class_names: list[str] | None = None,
         resolution: int = 128,
         crop_pct: float = 0.875,
         scale: tuple[float, float] = (0.08, 1.0),

@@ -34,6 +34,10 @@ class DetectionDataModule(TaskDataModule):
         root: dataset folder (None only for synthetic). COCO: holds annotations/instances_<split>.json;
             VOC: a year folder or a VOCdevkit folder (splits then like "VOC2007/trainval+VOC2012/trainval").
         train_split, val_split: split names; test_split None means the val split.
+        class_names: label -> name (background first where the task has one); None reads them from the data
+            and records them, so checkpoints carry them (see TaskDataModule).
+        category_ids: the dataset's category id of each label 1..K (COCO's own ids); None reads them from the data
+            and records them, like `class_names`, so that predictions from a checkpoint carry the data's ids.
         predict_root: a folder of images for `predict`.
         image_size: the square input side S.
         augment: training policy, "ssdlite" (IoU crop + flip), "ssd" (+ photometric + zoom-out) or "none".
@@ -57,6 +61,8 @@ class DetectionDataModule(TaskDataModule):
         val_split: str = "val",
         test_split: str | None = None,
         predict_root: str | None = None,
+        class_names: list[str] | None = None,
+        category_ids: list[int] | None = None,
         image_size: int = 320,
         batch_size: int = 16,
         num_workers: int = 2,
@@ -83,7 +89,24 @@ class DetectionDataModule(TaskDataModule):
     @property
     def label_to_category_id(self) -> dict[int, int]:
         """Label 1..K -> the dataset's category id (COCO's own ids; VOC's and synthetic's equal the labels)."""
-        return self.dataset_format.label_to_category_id(self)
+        if self.hparams.get("category_ids") is None:
+            self.hparams["category_ids"] = list(self.dataset_format.label_to_category_id(self).values())
+        return {label: int(c) for label, c in enumerate(self.hparams["category_ids"], start=1)}
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage != "predict":  # predict reads no dataset, only the images
+            _ = self.class_names, self.label_to_category_id  # recorded now, so that every checkpoint carries them
+        super().setup(stage)
+
+    def build_dataset(self, split: str, train: bool) -> Any:
+        dataset = super().build_dataset(split, train)
+        if dataset.label_to_category_id != self.label_to_category_id:
+            raise ValueError(
+                f"{getattr(dataset, 'annotation_file', split)} maps labels to the category ids "
+                f"{list(dataset.label_to_category_id.values())}, but category_ids (given, or from a checkpoint) are "
+                f"{list(self.label_to_category_id.values())}; leave --data.category_ids out to read them from the data"
+            )
+        return dataset
 
     def eval_transform(self) -> DetectionTransform:
         """Resize (or letterbox), normalise, to tensor: for val, test and predict."""

@@ -62,6 +62,8 @@ class SegmentationDataModule(TaskDataModule):
         train_split, val_split: split names; test_split None means the val split.
         extra_train_split: VOC only, an extra list in ImageSets/Segmentation/ joined to the training split (e.g.
             the SBD "train_aug"; masks from SegmentationClassAug/ when present); val images in it are left out.
+        class_names: label -> name (background first where the task has one); None reads them from the data
+            and records them, so checkpoints carry them (see TaskDataModule).
         predict_root: a folder of images for `predict` (original size, batch 1).
         crop_size, base_size, scale_range: training crops; the shorter side is resized to base_size x
             U(scale_range), padded (mask with 255) up to crop_size, cropped and flipped.
@@ -87,6 +89,7 @@ class SegmentationDataModule(TaskDataModule):
         test_split: str | None = None,
         extra_train_split: str | None = None,
         predict_root: str | None = None,
+        class_names: list[str] | None = None,
         crop_size: int = 256,
         base_size: int = 256,
         scale_range: tuple[float, float] = (0.5, 2.0),

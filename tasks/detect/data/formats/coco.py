@@ -177,16 +177,10 @@ def coco_label_to_category_id(data: Any) -> dict[int, int]:
 
 
 def build_coco(data: Any, split: str, transform: Any, train: bool) -> CocoDetection:
-    """One split; its categories must be the val split's (the labels the model was built with)."""
-    dataset = CocoDetection(
+    """One split; the data module checks that its categories are the model's (`class_names`)."""
+    return CocoDetection(
         data.data_root, split, transform, skip_bad_samples=data.skip_bad_samples, cache_dir=data.cache_dir
     )
-    if dataset.class_names != data.class_names:
-        raise ValueError(
-            f"{dataset.annotation_file}: categories {dataset.class_names[1:]} differ from those of split "
-            f"{data.val_split!r} {data.class_names[1:]}; all splits must share one category list"
-        )
-    return dataset
 
 
 COCO_FORMAT = FORMATS.register(
