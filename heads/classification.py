@@ -17,6 +17,10 @@ class ClassificationHead(nn.Module):
     - V3: pool -> linear to `hidden_channels` + hard-swish -> dropout -> FC (`pool_first=True`).
     """
 
+    # the layer whose output size is the class count: fine-tuning weights of another class count replaces it
+    # (`backbones.weights.load_checkpoint`), keeping its fresh initialisation, as timm does
+    class_layers: tuple[str, ...] = ("fc",)
+
     def __init__(
         self,
         in_channels: int,

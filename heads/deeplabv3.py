@@ -18,6 +18,11 @@ ATROUS_RATES = (12, 24, 36)  # torchvision's for its MobileNetV3 DeepLabV3 at ou
 class DeepLabV3Head(nn.Module):
     """Takes [stride-8 map, last map]; returns {"out", and with `aux` "aux"} at the maps' resolutions."""
 
+    # the layers whose output size is the class count (the last 1x1 conv of DeepLabHead and of FCNHead): fine-tuning
+    # weights of another class count replaces them (`backbones.weights.load_task_weights`), keeping their default
+    # initialisation, as torchvision's
+    class_layers: tuple[str, ...] = ("classifier.4", "aux_classifier.4")
+
     def __init__(
         self, in_channels: Sequence[int], num_classes: int, aux: bool = False, atrous_rates=ATROUS_RATES
     ) -> None:

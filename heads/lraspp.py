@@ -15,6 +15,10 @@ INNER_CHANNELS = 128
 class LRASPPHead(_TorchvisionLRASPPHead):
     """Takes [stride-8 map, last map]; returns {"out"} at the stride-8 resolution."""
 
+    # the layers whose output size is the class count: fine-tuning weights of another class count replaces them
+    # (`backbones.weights.load_task_weights`), keeping their default initialisation, as torchvision's
+    class_layers: tuple[str, ...] = ("low_classifier", "high_classifier")
+
     def __init__(self, in_channels: Sequence[int], num_classes: int, inter_channels: int = INNER_CHANNELS) -> None:
         low, high = in_channels
         super().__init__(low, high, num_classes, inter_channels)

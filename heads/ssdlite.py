@@ -57,6 +57,10 @@ def prediction_block(in_channels: int, out_channels: int) -> nn.Sequential:
 class SSDLiteHead(nn.Module):
     """Extra feature blocks and the class/box predictors, sized from the backbone's two tap channels."""
 
+    # the layers whose output size is the class count (each level's last 1x1 class conv): fine-tuning weights of
+    # another class count replaces them (`backbones.weights.load_task_weights`), keeping `normal_init`'s values
+    class_layers: tuple[str, ...] = tuple(f"classification.{level}.1" for level in range(2 + len(EXTRA_WIDTHS)))
+
     def __init__(self, in_channels: Sequence[int], num_classes: int, num_anchors: Sequence[int], width: float = 1.0):
         super().__init__()
         if len(in_channels) != 2:

@@ -35,7 +35,8 @@ def build_model(entry: WeightsEntry) -> nn.Module:
 
 
 def table(entries: Sequence[WeightsEntry]) -> str:
-    rows = ["| name | tag | source | parameters | published metric | preprocessing |", "|---|---|---|---|---|---|"]
+    rows = ["| name | tag | source | parameters | published metric | preprocessing | download check |"]
+    rows.append("|---|---|---|---|---|---|---|")
     for entry in entries:
         try:
             params = f"{sum(p.numel() for p in build_model(entry).parameters()):,}"
@@ -46,7 +47,8 @@ def table(entries: Sequence[WeightsEntry]) -> str:
         mean, std = (",".join(f"{v:g}" for v in values) for values in (entry.mean, entry.std))
         resize = f"resize {entry.resize_size}, " if entry.resize_size and entry.resize_size != entry.image_size else ""
         size = f"{resize}{entry.image_size} px {entry.interpolation}, mean {mean}, std {std}"
-        rows.append(f"| {entry.name} | {tag} | {entry.source} | {params} | {metric} | {size} |")
+        check = f"sha256 {entry.sha256[:8]}" if entry.verified else "**unverified** (no published hash)"
+        rows.append(f"| {entry.name} | {tag} | {entry.source} | {params} | {metric} | {size} | {check} |")
     return "\n".join(rows)
 
 
@@ -59,7 +61,7 @@ def main(args: Sequence[str] | None = None) -> None:
     print(table(entries))
     if options.sources:
         for entry in entries:
-            hashed = f"sha256 {entry.sha256}" if entry.sha256 else f"no hash: {entry.note}"
+            hashed = f"sha256 {entry.sha256}" if entry.verified else entry.note or "unverified: no published hash"
             print(f"\n{entry.name} {entry.tag}: {entry.url} ({hashed})\n  metrics: {entry.metrics_source}")
 
 

@@ -2,9 +2,10 @@
 through `torch.hub.download_url_to_file` (with its progress bar), hash checked.
 
 A cached file is used without any network access. A download whose SHA-256 does not match is deleted and the error
-names both hashes. Without network the error names the URL and the cache path where the file can be placed by
-hand, after at most `TIMEOUT_S` seconds. `MOBILENET_SUITE_WEIGHTS_MIRROR=<base URL>` fetches `<base>/<file name>`
-instead (air-gapped clusters), hash still checked.
+names both hashes; one without a published hash (an unverified entry) logs a warning with the hash it has. Without
+network the error names the URL and the cache path where the file can be placed by hand, after at most `TIMEOUT_S`
+seconds. `MOBILENET_SUITE_WEIGHTS_MIRROR=<base URL>` fetches `<base>/<file name>` instead (air-gapped clusters),
+hash still checked.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def sha256_of(path: Path) -> str:
 def download_weights(entry: WeightsEntry, progress: bool = True) -> Path:
     """The entry's file in the cache, downloaded (from the mirror when one is set) and checked if not there yet."""
     if entry.sha256 is None:
-        logger.info("%s %r: %s", entry.name, entry.tag, entry.note or "no hash is published; not checked")
+        logger.info("%s %r: %s", entry.name, entry.tag, entry.note or "unverified: no hash is published; not checked")
     return fetch(entry.url, entry.cache_name, entry.sha256, progress=progress)
 
 
@@ -53,9 +54,7 @@ def download_url(url: str, progress: bool = True) -> Path:
     name = Path(urlparse(url).path).name
     if not name:
         raise ValueError(f"weights URL {url!r} names no file")
-    match = _HASH_IN_NAME.search(name)
-    if match is None:
-        logger.info("%s: no hash in its file name; downloaded without a hash check", url)
+    match = _HASH_IN_NAME.search(name)  # none: downloaded unchecked, with a warning naming the file's hash
     return fetch(url, name, match.group(1) if match else None, progress=progress)
 
 
@@ -92,6 +91,12 @@ def fetch(url: str, name: str, sha256: str | None, progress: bool = True) -> Pat
             f"weights downloaded from {source} do not match their hash: expected sha256 {sha256}, got {actual}; "
             f"the download was deleted"
         )
+    if sha256 is None:
+        logger.warning(
+            "%s: downloaded from %s without a hash check (none is published); its sha256 is %s: pass it as "
+            "register_weights(..., sha256=%r, replace=True) to check this file from now on",
+            path, source, actual, actual,
+        )  # fmt: skip
     partial.replace(path)
     return path
 

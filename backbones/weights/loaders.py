@@ -1,9 +1,14 @@
 """Loading a local file into a backbone, a classifier or a task model: read, unwrap, map keys by the detected
-source format, load strictly. Every loader here goes through `reader` and `keymaps`."""
+source format, load strictly. Every loader here goes through `reader` and `keymaps`.
+
+Fine-tuning to another class count: a head declares the layers whose output size is the class count as
+`class_layers` (module paths relative to the head); those, and only those, may differ from the file's in their
+class dimension, and then keep the head's fresh initialisation (`load_strict`'s `replaceable`, one log line).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +26,7 @@ from backbones.weights.keymaps import (
     leaf_map,
 )
 from backbones.weights.reader import load_strict, read_state_dict
-
-_CLASSIFIER = "head.fc."
+from backbones.weights.registry import find_weights
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
     """Load `checkpoint` into a MobileNetBackbone (head weights ignored) or a MobileNetClassifier, strictly.
 
-    The one exception, as timm does for fine-tuning: a classifier whose final layer has another class count
-    than the checkpoint's keeps its freshly initialised final layer, and a warning says so.
+    The one exception, as timm does for fine-tuning: a classifier whose final layer (its head's `class_layers`) has
+    another class count than the checkpoint's keeps its freshly initialised final layer, and a warning says so.
     """
     backbone_only = isinstance(model, MobileNetBackbone)
     backbone = model if backbone_only else model.backbone
@@ -69,8 +73,14 @@ def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
         rename=rename,
         fit=lambda tensor, target, key: _fit(tensor, target, prefix + key),
         ignored=head_leaves if backbone_only else (),
-        replaceable=() if backbone_only else (_CLASSIFIER,),
+        replaceable=() if backbone_only else class_layers(model),
     )
+
+
+def class_layers(model: nn.Module) -> tuple[str, ...]:
+    """The model's layers whose output size is the class count, as module paths: its head's `class_layers`."""
+    head = getattr(model, "head", None)
+    return tuple(f"head.{layer}" for layer in getattr(head, "class_layers", ()))
 
 
 def _source_state(checkpoint: Checkpoint) -> dict[str, Tensor]:
@@ -102,20 +112,49 @@ def adapt_input_channels(weight: Tensor, in_chans: int) -> Tensor:
 
 def load_task_weights(model: nn.Module, path: str | Path, keymaps: Sequence[TaskKeymap], kind: str) -> None:
     """Load a whole task model (`backbone` + `head`) from one of ours (also inside a Lightning checkpoint) or from
-    a source that one of `keymaps` recognises, strictly; `kind` names the model in errors."""
+    a source that one of `keymaps` recognises, strictly; `kind` names the model in errors.
+
+    Weights of another class count fine-tune: the head's `class_layers` keep their fresh initialisation and one
+    log line names them; any other misfit is the strict error.
+    """
     path = Path(path)
     state = read_state_dict(path, f"{kind} weights")
     if STEM_WEIGHT in state:
-        load_strict(model, state, path)
+        load_strict(model, state, path, replaceable=class_layers(model))
         return
     for keymap in keymaps:
         if keymap.marker in state:
             backbone, head = keymap.split(model, state, path)
             load_checkpoint(model.backbone, Checkpoint(path, keymap.source, backbone))
-            load_strict(model.head, head, path)
+            layers = getattr(model.head, "class_layers", ())
+            described = f" ({keymap.source} format)"
+            load_strict(model.head, head, path, described=described, replaceable=layers, scope="head.")
             return
     known = [keymap.source for keymap in keymaps] + ["mobilenet_suite"]
     raise ValueError(f"{path}: not a {kind} checkpoint of any known format {known}; first keys: {list(state)[:5]}")
+
+
+def check_build_options(name: str, weights: str | Path | None, options: Mapping[str, Any]) -> None:
+    """Named weights (`weights=` a tag or a registered URL of `name`) whose entry records build options that the
+    architecture needs (`WeightsEntry.build_options`, e.g. torchvision's SSDLite COCO weights: `reduced_tail=True`)
+    and a model built with other `options`: one error naming the option and the argument and flag to pass. Checked
+    before any download; the architecture is never changed behind the user's back."""
+    entry = find_weights(name, weights)
+    if entry is None:
+        return
+    wrong = {key: value for key, value in entry.build_options.items() if options.get(key) != value}
+    if wrong:
+        needs = ", ".join(f"{key}={value!r}" for key, value in wrong.items())
+        has = ", ".join(f"{key}={options.get(key)!r}" for key in wrong)
+        flags = " ".join(f"--model.{key} {_flag_value(value)}" for key, value in wrong.items())
+        raise ValueError(
+            f"weights {entry.tag!r} of {name} ({entry.source}'s) need {needs}; this model has {has}: "
+            f"pass {needs} ({flags})"
+        )
+
+
+def _flag_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def load_detector_weights(model: nn.Module, path: str | Path) -> None:

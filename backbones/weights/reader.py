@@ -65,46 +65,66 @@ def load_strict(
     fit: Callable[[Tensor, Tensor, str], Tensor | None] | None = None,
     ignored: tuple[str, ...] = (),
     replaceable: tuple[str, ...] = (),
+    scope: str = "",
 ) -> None:
     """`module.load_state_dict(state, strict=True)` with one error naming every misfit key.
 
     `rename` gives the file's key for each of the module's keys (a key map); `fit` returns the file's tensor
     shaped as the module's, or None when it does not fit (default: equal shapes only). File keys starting with an
-    `ignored` prefix are not for this module. The one exception to strictness, as timm does for fine-tuning: a
-    module key starting with a `replaceable` prefix (a classifier's final layer) whose shape does not fit keeps
-    its fresh initialisation, and a warning says so.
+    `ignored` prefix are not for this module. `scope` is the module's path in the model, prefixed to the keys in
+    messages. The one exception to strictness, as timm does for fine-tuning: a parameter of a `replaceable` layer
+    (a module path: a head's `class_layers`) whose shape differs from the file's in its first dimension only (the
+    class count) keeps its fresh initialisation, and one log line names every such key with both shapes.
     """
     rename = rename or (lambda key: key)
     fit = fit or (lambda tensor, target_tensor, key: tensor if tensor.shape == target_tensor.shape else None)
-    loaded, used, missing, mismatched, replaced = {}, set(), [], [], []
+    layers = tuple(f"{layer}." for layer in replaceable)
+    loaded, used, missing, mismatched, replaced, replaced_layers = {}, set(), [], [], [], set()
     for key, target_tensor in module.state_dict().items():
         theirs = rename(key)
         if theirs not in state:
-            missing.append(theirs)
+            missing.append(scope + theirs)
             continue
         used.add(theirs)
         tensor = fit(state[theirs], target_tensor, key)
-        shapes = f"{tuple(state[theirs].shape)} vs ours {tuple(target_tensor.shape)}"
-        if tensor is None and key.startswith(replaceable):
-            replaced.append(f"{theirs} {tuple(state[theirs].shape)} -> {key} {tuple(target_tensor.shape)}")
+        source_shape, shape = tuple(state[theirs].shape), tuple(target_tensor.shape)
+        if tensor is None and key.startswith(layers) and _class_count_differs(source_shape, shape):
+            ours = "" if theirs == key else f"{scope}{key} "  # named once where the file's key is ours
+            replaced.append(f"{scope}{theirs} {source_shape} -> {ours}{shape}")
+            replaced_layers.add(key.rsplit(".", 1)[0])
         elif tensor is None:
-            mismatched.append(f"{theirs}: {shapes}")
+            mismatched.append(f"{scope}{theirs}: {source_shape} vs ours {shape}")
         else:
             loaded[key] = tensor
-    unexpected = [k for k in state if k not in used and not k.startswith(ignored)]
+    unexpected = [scope + k for k in state if k not in used and not k.startswith(ignored)]
     if missing or unexpected or mismatched:
         raise RuntimeError(
             f"{path}{described} does not fit {target}{hint}:\n  missing keys{_listing(missing)}\n"
             f"  unexpected keys{_listing(unexpected)}\n  shape mismatches{_listing(mismatched)}"
         )
     if replaced:
-        logger.warning(
-            "%s: the final layer has another class count than this model's; it is replaced by a new, randomly "
-            "initialised one (%s)",
-            path,
-            "; ".join(replaced),
+        what = (
+            "the final layer has another class count than this model's; it is replaced by a new, randomly "
+            "initialised one"
+            if len(replaced_layers) == 1
+            else f"the {len(replaced_layers)} class layers have another class count than this model's; they are "
+            "replaced by new, randomly initialised ones"
         )
+        logger.warning("%s: %s (%s)", path, what, "; ".join(replaced))
     module.load_state_dict(loaded, strict=not replaced)
+
+
+def _class_count_differs(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether two shapes of a class layer's parameter differ in the output (class) dimension only; a 1x1 conv's
+    weight (C, K, 1, 1) counts as a linear layer's (C, K)."""
+
+    def rest(shape: tuple[int, ...]) -> tuple[int, ...]:
+        inner = list(shape[1:])
+        while inner and inner[-1] == 1:
+            inner.pop()
+        return tuple(inner)
+
+    return bool(source) and bool(target) and source[0] != target[0] and rest(source) == rest(target)
 
 
 def _listing(items: list[str], shown: int = 12) -> str:

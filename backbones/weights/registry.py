@@ -22,7 +22,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 DEFAULT_TAG = "imagenet"  # every backbone's default: its best published top-1 that loads with exact parity and whose
-# download is hash-checked (an entry without a published hash only where a backbone has no other)
+# download is hash-checked; an unverified entry (no published hash) only where a backbone has no other: v1, whose
+# only published ImageNet file is timm's HF-hub-only `mobilenetv1_100.ra4_e3600_r224_in1k`
 _HEX = re.compile(r"[0-9a-f]{8,64}")
 _TV = "https://download.pytorch.org/models/"
 _TV_CLASSIFY = "https://github.com/pytorch/vision/tree/main/references/classification"
@@ -53,6 +54,11 @@ class WeightsEntry:
     aliases: tuple[str, ...] = ()
     build_options: Mapping[str, Any] = field(default_factory=dict)  # what the architecture needs to load it
     note: str = ""
+
+    @property
+    def verified(self) -> bool:
+        """Whether the download is checked against a published hash (False: the source publishes none)."""
+        return self.sha256 is not None
 
     @property
     def cache_name(self) -> str:
@@ -143,6 +149,11 @@ def list_weights(name: str | None = None) -> list[WeightsEntry]:
             if entry not in entries:
                 entries.append(entry)
     return entries
+
+
+def weights_names() -> list[str]:
+    """Every name that has registered weights (backbones and task models), in registration order."""
+    return list(_REGISTRY)
 
 
 def weights_tags(name: str) -> list[str]:
@@ -237,8 +248,9 @@ def _hf_bin(model: str) -> str:
 
 _ALSO_HF = "timm's original release file (hash prefix in its name); also on the HF hub as timm/{}"
 _NO_HF_HASH = (
-    "timm publishes this checkpoint only on the Hugging Face hub, with no hash in its pretrained_cfg or file name; "
-    "it is downloaded without a hash check"
+    "unverified: timm publishes this checkpoint only on the Hugging Face hub, with no hash in its pretrained_cfg or "
+    "file name (the Hub's LFS sha256 is not recorded here), so it is downloaded without a hash check; the download "
+    "logs the file's sha256, which `register_weights(..., sha256=<it>, replace=True)` pins"
 )
 
 _timm_classifier(

@@ -2,10 +2,13 @@
 
     classifier = Classifier.from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")
     results = classifier.predict(["a.jpg", pil_image])  # [{labels, scores, names} (best first, k of each), ...]
+    imagenet = Classifier.from_weights("v3_large")  # its "imagenet" weights, with their crop and ImageNet's names
 
 Images go through the data module's evaluation transform with the checkpoint's resolution, crop_pct, mean and std
-(`ClassificationEvalTransform`: shorter side to R / crop_pct, centre crop R). `ClassificationTask.predict_step`
-uses `top_classes` below, so `python -m tasks.classify predict` ranks the same classes.
+(`ClassificationEvalTransform`: shorter side to R / crop_pct, centre crop R); named weights set R to their crop
+size and crop_pct so that the shorter side is their resize size (the interpolation is the data module's).
+`ClassificationTask.predict_step` uses `top_classes` below, so `python -m tasks.classify predict` ranks the same
+classes.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from backbones.weights.registry import WeightsEntry
 from tasks.classify.outputs import TOP_K
-from tasks.common.predictor import Predictor
+from tasks.common.predictor import Predictor, fit_crop_pct
 
 
 def top_classes(logits: Tensor, k: int, class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -48,6 +52,16 @@ class Classifier(Predictor):
     task = "classify"
     preprocessing = ("resolution", "crop_pct", "mean", "std")
     top_k = TOP_K
+
+    @classmethod
+    def weights_hyper_parameters(cls, entry: WeightsEntry) -> dict[str, Any]:
+        return {"resolution": entry.image_size}
+
+    @classmethod
+    def weights_preprocessing(cls, entry: WeightsEntry) -> dict[str, Any]:
+        resize = entry.resize_size or entry.image_size
+        crop_pct = fit_crop_pct(entry.image_size, resize)
+        return {"resolution": entry.image_size, "crop_pct": crop_pct, "mean": entry.mean, "std": entry.std}
 
     def prepare(self, image: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
         return self.transform(image), {}

@@ -19,6 +19,7 @@ from backbones import list_backbones
 from backbones.weights import find_weights
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
+from tasks.common.datamodule import DatasetNotFoundError
 from tasks.common.resume import ExactResume
 from tasks.common.task import TaskModule
 
@@ -133,7 +134,9 @@ class TaskCLI(LightningCLI):
         for key in ("weights", "backbone_weights"):  # the checkpoint's state dict is the weights
             if f"model.{key}" in config and not explicit(f"model.{key}"):
                 config[f"model.{key}"] = None
-        if explicit("data.format", "data.root"):
+        formats = getattr(self.datamodule_class, "formats", None)
+        locators = [f"data.{option}" for option in (formats.options() if formats is not None else ())]
+        if explicit("data.format", "data.root", *locators):
             return  # another dataset: the checkpoint's data settings describe its own
         data_sources = {target: source for source, target in self.links if target.startswith("data.")}
         for key, value in saved_data.items():
@@ -289,6 +292,9 @@ def run_cli(
 ) -> Any:
     """`python -m tasks.<task> {fit,validate,test,predict,export}`; `args` (a list) lets tests drive it in-process.
 
+    From the command line (`args` None), data that is not where the arguments say (DatasetNotFoundError) ends the
+    run with its message as one `error: ...` line, as argument errors do, not a traceback.
+
     LightningCLI has no custom subcommands, so `export` goes to `deploy.cli` first; imported here, so that importing
     `tasks` never imports `deploy`.
     """
@@ -297,12 +303,17 @@ def run_cli(
     if is_export(args):
         return export_main(task, args)
     quiet_library_notices()
-    return cli_class(
-        model_class,
-        datamodule_class,
-        args=args,
-        trainer_defaults=trainer_defaults(model_class.monitor, cli_class.max_epochs),
-        seed_everything_default=0,  # Lightning's default (True) seeds 0 too, with a "No seed found" warning
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    try:
+        return cli_class(
+            model_class,
+            datamodule_class,
+            args=args,
+            trainer_defaults=trainer_defaults(model_class.monitor, cli_class.max_epochs),
+            seed_everything_default=0,  # Lightning's default (True) seeds 0 too, with a "No seed found" warning
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    except DatasetNotFoundError as error:
+        if args is not None:
+            raise  # driven from Python: the caller gets the exception itself
+        raise SystemExit(f"error: {error}") from None

@@ -1,7 +1,7 @@
-"""COCO-format detection data: `root/annotations/instances_<split>.json`, images in `root/<split>/`.
+"""COCO annotation files: reading, checked tables, pycocotools' index, categories and class names.
 
-Also accepted: images in `root/images/<split>/`, or `file_name`s that already hold a sub-path below `root`.
-Category ids (COCO's 1..90 with gaps) map to contiguous labels 1..K sorted by id; `label_to_category_id` maps back.
+Where a dataset's files are (named, or discovered under a root) is tasks/common/coco_layout.py. Category ids
+(COCO's 1..90 with gaps) map to contiguous labels 1..K sorted by id; `label_to_category_id` maps back.
 `iscrowd` boxes are not trained on but stay in `coco_gt` (the annotation file itself), which COCOeval reads.
 """
 
@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,6 @@ from tasks.common.categories import BACKGROUND
 from tasks.common.index_cache import StringArray
 
 logger = logging.getLogger(__name__)
-
-
-def coco_annotation_file(root: str | Path, split: str) -> Path:
-    """`root/annotations/instances_<split>.json`; FileNotFoundError naming the path when it is missing."""
-    path = Path(root) / "annotations" / f"instances_{split}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file {path} not found (format='coco', split={split!r})")
-    return path
 
 
 try:  # the fastest available reader: orjson parses a 500 MB annotation file several times faster than json
@@ -62,10 +55,16 @@ def read_coco_json(annotation_file: str | Path) -> dict[str, Any]:
     return document
 
 
-def load_coco(annotation_file: str | Path) -> COCO:
-    """pycocotools' index of the annotation file (as `COCO(path)`, with read_coco_json's errors, silently)."""
+def load_coco(annotation_file: str | Path, image_ids: Collection[int] | None = None) -> COCO:
+    """pycocotools' index of the annotation file (as `COCO(path)`, with read_coco_json's errors, silently); with
+    `image_ids`, of those images and their annotations only (every category kept), e.g. a held-out split's."""
     coco = COCO()
     coco.dataset = read_coco_json(annotation_file)
+    if image_ids is not None:
+        keep = {int(i) for i in image_ids}
+        dataset = coco.dataset
+        dataset["images"] = [image for image in dataset.get("images") or [] if image["id"] in keep]
+        dataset["annotations"] = [a for a in dataset.get("annotations") or [] if a.get("image_id") in keep]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco.createIndex()
     return coco
@@ -161,23 +160,6 @@ def coco_tables(document: dict[str, Any], annotation_file: str | Path) -> CocoTa
         annotation_category_ids=annotation_categories,
         annotation_order=order.astype(np.int64),
         image_starts=starts.astype(np.int64),
-    )
-
-
-def coco_image_folder(root: Path, split: str, first_file_name: str | None) -> Path:
-    """root/<split>, root/images/<split>, or root itself when file names carry their sub-path below root;
-    FileNotFoundError naming the folders tried."""
-    folders = [root / split, root / "images" / split]
-    if first_file_name is not None:
-        for folder in [*folders, root]:
-            if (folder / first_file_name).is_file():
-                return folder
-    for folder in folders:
-        if folder.is_dir():
-            return folder
-    raise FileNotFoundError(
-        f"image folder for COCO split {split!r} not found: tried {folders[0]} and {folders[1]}"
-        + (f" (and {root / first_file_name})" if first_file_name else "")
     )
 
 

@@ -18,14 +18,50 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from tasks.common.distributed import evaluation_sampler
 from tasks.common.images import PredictImages
 from tasks.common.resume import Position, ResumableLoader, ResumableSampler, trainer_position
 from tasks.common.synthetic import SPLITS
+
+# Data without a validation split of its own (one annotation file, a VOC folder without ImageSets/) holds out
+# `val_fraction` of its images, drawn with this fixed seed, and lists them in this file of the run folder.
+DEFAULT_VAL_FRACTION = 0.1
+VAL_SPLIT_SEED = 0
+VAL_SPLIT_FILE = "val_split.txt"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The data the arguments point at is not there (no such root, file, or known layout). Its message says what
+    was found and what to pass; the command line prints it as one `error: ...` line (tasks/common/cli.py)."""
+
+
+def validation_mask(count: int, fraction: float, source: str) -> np.ndarray:
+    """bool [count]: which of `count` images (in a fixed order) are held out for validation: round(fraction *
+    count) of them, at least 1 and at most count - 1, drawn with VAL_SPLIT_SEED, so that every run, and the
+    training and validation datasets of one run, agree. `source` names the data in the error for < 2 images."""
+    if count < 2:
+        raise ValueError(f"{source} has {count} image(s); holding out a validation split needs at least 2")
+    held_out = min(max(1, round(fraction * count)), count - 1)
+    mask = np.zeros(count, dtype=bool)
+    mask[np.random.default_rng(VAL_SPLIT_SEED).permutation(count)[:held_out]] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class HeldOutSplit:
+    """A validation split drawn from data that has none (`validation_mask`): what a dataset built from its
+    validation part carries as `held_out`, so that the data module can write and log it."""
+
+    source: str  # the annotation file or folder it was drawn from
+    val_names: list[str]  # the validation images' file names
+    train_count: int
+    fraction: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +73,8 @@ class DataFormat:
     read before setup (a category list or folder names, never images). `generate(data)`, for a generated format,
     writes its dataset once (cached) and returns the folder: such a format takes no root and has the splits
     "train" and "val" only. `options` are the data module arguments only this format reads; another format given
-    one of them is an error naming it.
+    one of them is an error naming it. `root_alternatives` are those of its options that locate the data without
+    `root` (e.g. annotation files): given one of them, root may be None.
     """
 
     name: str
@@ -45,6 +82,7 @@ class DataFormat:
     class_names: Callable[[Any], list[str]]
     generate: Callable[[Any], Path] | None = None
     options: tuple[str, ...] = ()
+    root_alternatives: tuple[str, ...] = ()
 
 
 F = TypeVar("F", bound=DataFormat)
@@ -70,7 +108,9 @@ def synthetic_format(
         return ensure(data.cache_dir, data.synthetic_train_images, data.synthetic_val_images, data.synthetic_image_size)
 
     names = read_as.class_names if class_names is None else fixed_class_names(class_names)
-    return dataclasses.replace(read_as, name=name, class_names=names, generate=generate, options=())
+    return dataclasses.replace(
+        read_as, name=name, class_names=names, generate=generate, options=(), root_alternatives=()
+    )
 
 
 class FormatRegistry(Generic[F]):
@@ -184,6 +224,10 @@ class TaskDataModule(pl.LightningDataModule):
     Given (by the user, or by the CLI from a checkpoint), they are the labels, and a split whose own classes differ
     is an error naming both lists.
 
+    A task with a `val_fraction` argument reads data without a validation split of its own (one annotation file,
+    a VOC folder without ImageSets/) by holding out that fraction of its images (`validation_mask`); the evaluation
+    dataset of such data carries `held_out` (a HeldOutSplit), which `setup` logs and writes into the run folder.
+
     Subclasses set `formats` (their registry), `collate`, `predict_images` (the predict dataset class) and
     `predict_batch_size` where predict items differ in size, and implement `train_transform` and
     `eval_transform`. `data_root` is `root`, or for a generated format the folder its `generate` returns.
@@ -216,6 +260,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.save_hyperparameters(frame=frame.f_back if frame is not None else None, logger=False)
         self._data_root: Path | None = None
         self._class_names: list[str] | None = None
+        self.format_cache: dict[str, Any] = {}  # what a format found out once about the data (e.g. its layout)
         self.train_dataset: Any = None
         self.val_dataset: Any = None
         self.test_dataset: Any = None
@@ -242,14 +287,17 @@ class TaskDataModule(pl.LightningDataModule):
                     f"format={self.format!r} has the splits {' and '.join(repr(s) for s in SPLITS)} only; got "
                     f"train_split={self.train_split!r}, val_split={self.val_split!r}, test_split={self.test_split!r}"
                 )
-        elif self.root is None:
-            raise ValueError(f"format={self.format!r} needs root=<dataset folder>")
+        elif self.root is None and all(self.hparams.get(o) is None for o in data_format.root_alternatives):
+            alternatives = "".join(f" or {o}" for o in data_format.root_alternatives)
+            raise ValueError(f"format={self.format!r} needs root=<dataset folder>{alternatives}")
         for option, owners in self.formats.options().items():
             if option not in data_format.options and self.hparams.get(option) is not None:
                 raise ValueError(
                     f"{option} is for format={' or '.join(repr(o) for o in owners)} only "
                     f"(got format={self.format!r}, {option}={self.hparams[option]!r})"
                 )
+        if "val_fraction" in self.hparams and not 0 < self.hparams["val_fraction"] < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.hparams['val_fraction']}")
         for name in ("batch_size", "eval_batch_size"):
             if name in self.hparams and self.hparams[name] < 1:
                 raise ValueError(f"{name} must be >= 1, got {self.hparams[name]}")
@@ -321,12 +369,35 @@ class TaskDataModule(pl.LightningDataModule):
             self.train_dataset = self.build_dataset(self.train_split, train=True)
         if stage in ("fit", "validate", None) and self.val_dataset is None:
             self.val_dataset = self.build_dataset(self.val_split, train=False)
+            self.record_held_out(getattr(self.val_dataset, "held_out", None))
         if stage in ("test", None) and self.test_dataset is None:
             self.test_dataset = self.build_dataset(self.test_split or self.val_split, train=False)
+            self.record_held_out(getattr(self.test_dataset, "held_out", None))
         if stage == "predict" and self.predict_dataset is None:
             if self.predict_root is None:
                 raise ValueError("predict needs predict_root=<folder of images>")
             self.predict_dataset = self.build_predict_dataset(self.predict_root)
+
+    def record_held_out(self, split: HeldOutSplit | None) -> None:
+        """Log a drawn validation split's counts and write its image names into the run folder (the trainer's
+        `log_dir`, as VAL_SPLIT_FILE), so that a run's validation images can be told from its training ones; once
+        per split."""
+        if split is None or split == self.format_cache.get("held_out"):
+            return
+        self.format_cache["held_out"] = split
+        written = ""
+        if self.trainer is not None:
+            folder = self.trainer.log_dir  # called on every rank: it broadcasts
+            if folder is not None and self.trainer.is_global_zero:
+                path = Path(folder) / VAL_SPLIT_FILE
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(f"{name}\n" for name in split.val_names))
+                written = f", listed in {path}"
+        rank_zero_info(
+            f"{split.source} has no validation split of its own: validating on {len(split.val_names)} of its "
+            f"{len(split.val_names) + split.train_count} images (val_fraction={split.fraction:g}, seed "
+            f"{VAL_SPLIT_SEED}), training on the other {split.train_count}{written}"
+        )
 
     # -- loaders -----------------------------------------------------------------------------------------------
     def _eval_batch_size(self) -> int:

@@ -9,6 +9,7 @@ from torch import Tensor
 from backbones import create_backbone
 from backbones.builder import set_norm_momentum
 from backbones.weights import load_detector_weights, resolve_weights
+from backbones.weights.loaders import check_build_options
 from heads.ssdlite import SSDLite, normal_init
 from tasks.common.task import NORM_MOMENTUM
 
@@ -27,10 +28,15 @@ def build_detector(
     """SSDLite on `backbone`; `num_classes` counts the background (91 for torchvision's COCO models).
 
     `weights`: a tag of `list_weights(f"ssdlite320_{backbone}")` ("coco": torchvision's, build with
-    `reduced_tail=True`), a URL, or a file: a torchvision `ssdlite320_mobilenet_v3_large` state dict or one of ours;
+    `reduced_tail=True`; another setting than a tag's `build_options` is a named error), a URL, or a file: a
+    torchvision `ssdlite320_mobilenet_v3_large` state dict or one of ours. Weights of another class count fine-tune:
+    everything loads but each level's class predictor (`SSDLiteHead.class_layers`), which keeps its fresh
+    torchvision initialisation (normal, std 0.03, bias 0) and is named in one log line.
     `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file).
     Every batch norm, backbone and head, moves at the tasks' `NORM_MOMENTUM`.
     """
+    name = f"ssdlite320_{backbone}"
+    check_build_options(name, weights, {"width": width, "reduced_tail": reduced_tail})
     options = {"reduced_tail": True} if reduced_tail else {}
     features = create_backbone(
         backbone, width=width, out_indices=("c4_expansion", -1), weights=backbone_weights, **options
@@ -39,7 +45,7 @@ def build_detector(
         normal_init(features)  # torchvision's from-scratch SSDLite initialises its backbone this way too
     model = SSDLite(features, num_classes, width=width)
     set_norm_momentum(model, NORM_MOMENTUM)
-    path, _ = resolve_weights(f"ssdlite320_{backbone}", weights)
+    path, _ = resolve_weights(name, weights)
     if path is not None:
         load_detector_weights(model, path)
     return model

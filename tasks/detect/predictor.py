@@ -2,6 +2,7 @@
 
     detector = Detector.from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")
     results = detector.predict(["a.jpg", pil_image, uint8_array, tensor])  # [{boxes, scores, labels, names}, ...]
+    coco = Detector.from_weights("ssdlite320_v3_large", "coco")  # torchvision's, COCO's 91 names, 320 px, 0.5/0.5
 
 Images go through the data module's evaluation transform with the checkpoint's image size, letterbox, mean and std
 (`DetectionTransform`); boxes come back through `to_original_coordinates`. `DetectionTask.predict_step` and
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from backbones.weights.registry import WeightsEntry
 from tasks.common.drawing import draw_boxes
 from tasks.common.predictor import Predictor
 from tasks.detect.model import to_original_coordinates
@@ -66,12 +68,22 @@ def draw_detections(
 
 
 class Detector(Predictor):
-    """SSDLite from a checkpoint: `predict(images)` -> per image {boxes, scores, labels, names} (see the module
-    docstring); `predict_video` draws the detections scoring >= `draw_score_threshold`."""
+    """SSDLite from a checkpoint or named weights (`from_checkpoint("coco", backbone="v3_large")`): `predict(images)`
+    -> per image {boxes, scores, labels, names} (see the module docstring); `predict_video` draws the detections
+    scoring >= `draw_score_threshold`."""
 
     task = "detect"
     preprocessing = ("image_size", "keep_aspect_ratio", "mean", "std")
     draw_score_threshold = DRAW_SCORE_THRESHOLD
+
+    @classmethod
+    def weights_hyper_parameters(cls, entry: WeightsEntry) -> dict[str, Any]:
+        return {"image_size": entry.image_size}
+
+    @classmethod
+    def weights_preprocessing(cls, entry: WeightsEntry) -> dict[str, Any]:
+        # torchvision's SSDLite resizes to S x S, not keeping the aspect ratio
+        return {"image_size": entry.image_size, "keep_aspect_ratio": False, "mean": entry.mean, "std": entry.std}
 
     def prepare(self, image: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
         return prepare_detection_input(self.transform, image)

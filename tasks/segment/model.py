@@ -10,6 +10,7 @@ from torch import nn
 from backbones import create_backbone
 from backbones.builder import set_norm_momentum
 from backbones.weights import load_segmenter_weights, resolve_weights
+from backbones.weights.loaders import check_build_options
 from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel
@@ -33,13 +34,18 @@ def build_segmenter(
 
     `weights`: a tag of `list_weights(f"{head}_{backbone}")` ("coco_voc": torchvision's), a URL, or a file:
     torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large` state dict, or
-    one of ours; `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file). The backbone's
-    batch norms move at the tasks' `NORM_MOMENTUM`.
+    one of ours (another setting than a tag's `build_options`, e.g. deeplabv3's `aux_loss=True`, is a named error).
+    Weights of another class count fine-tune: everything loads but the head's final class convolutions
+    (`class_layers`), which keep their fresh (torchvision's default) initialisation and are named in one log line.
+    `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file). The backbone's batch norms
+    move at the tasks' `NORM_MOMENTUM`.
     """
     if head not in ("lraspp", "deeplabv3"):
         raise ValueError(f"unknown head {head!r}; valid: lraspp, deeplabv3")
     if aux_loss and head != "deeplabv3":
         raise ValueError("aux_loss is an option of the deeplabv3 head (an FCN head on the stride-8 map)")
+    name = f"{head}_{backbone}"
+    check_build_options(name, weights, {"width": width, "output_stride": output_stride, "aux_loss": aux_loss})
     features = create_backbone(
         backbone, width=width, out_indices=("c2", -1), output_stride=output_stride, weights=backbone_weights
     )
@@ -50,7 +56,7 @@ def build_segmenter(
     else:
         decoder = DeepLabV3Head(channels, num_classes, aux=aux_loss)
     model = SegmentationModel(features, decoder)
-    path, _ = resolve_weights(f"{head}_{backbone}", weights)
+    path, _ = resolve_weights(name, weights)
     if path is not None:
         load_segmenter_weights(model, path)
     return model

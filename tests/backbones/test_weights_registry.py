@@ -261,6 +261,29 @@ def test_imagenet_is_the_default_tag_of_every_backbone_and_its_best_hash_checked
 def test_the_table_lists_every_entry_with_its_parameter_count():
     text = table(list_weights("v3_small"))
     assert "| v3_small | torchvision_v1 (= imagenet) | torchvision | 2,542,856 | ImageNet-1k top-1 67.668" in text
+    assert text.splitlines()[2].endswith(" | sha256 047dcff4 |")
+
+
+def test_the_unhashed_v1_default_is_marked_unverified():
+    entry = get_weights("v1", "imagenet")  # timm's HF-hub-only file: v1's only published ImageNet weights
+    assert not entry.verified and entry.note.startswith("unverified:")
+    assert all(e.note.startswith("unverified:") for e in BUILT_IN if not e.verified)
+    row = table([entry])
+    assert "| v1 | timm_ra4_in1k (= imagenet) | timm |" in row
+    assert row.endswith("| **unverified** (no published hash) |")
+
+
+def test_an_unverified_download_logs_the_hash_that_pins_it(served, hub, caplog):
+    server, folder = served
+    path, digest = save_hashed(torchvision.models.mobilenet_v3_small(weights=None), folder, "unhashed")
+    args = {"url": f"{server.base}/{path.name}", "file_name": "unhashed.pth", **IMAGENET}
+    register_weights("v3_small", "unhashed", sha256=None, note="unverified: a test file", **args)
+    create_backbone("v3_small", weights="unhashed")
+    assert f"without a hash check (none is published); its sha256 is {digest}" in caplog.text
+    assert f"register_weights(..., sha256='{digest}', replace=True)" in caplog.text
+    register_weights("v3_small", "unhashed", sha256=digest, replace=True, **args)  # pinned: the cached file checks
+    create_backbone("v3_small", weights="unhashed")
+    assert server.requests == [f"/{path.name}"]
 
 
 # -- bad input ----------------------------------------------------------------------------------------------------
@@ -275,7 +298,8 @@ def test_an_unknown_tag_lists_the_valid_tags():
         create_backbone("v3_large", weights="missing/file.pth")
 
 
-def test_weights_of_another_architecture_or_class_count_name_the_keys(served):
+def test_weights_of_another_architecture_name_the_keys(served):
+    """(Another class count fine-tunes: the class layers are replaced, tests/tasks/*/test_finetune.py.)"""
     server, folder = served
     path, digest = save_hashed(torchvision.models.mobilenet_v2(weights=None), folder, "v2")
     register_weights("v3_large", "wrong", url=f"{server.base}/{path.name}", sha256=digest, **IMAGENET)
@@ -284,8 +308,8 @@ def test_weights_of_another_architecture_or_class_count_name_the_keys(served):
     detector, _ = save_hashed(
         torchvision.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None), folder, "ssd"
     )
-    with pytest.raises(RuntimeError, match=r"shape mismatches \(\d+\): \['classification"):
-        build_detector("v3_large", 21, reduced_tail=True, weights=detector)
+    with pytest.raises(RuntimeError, match=r"shape mismatches \(\d+\): \['features.13.block.3.0.weight: \(80, "):
+        build_detector("v3_large", 91, reduced_tail=False, weights=detector)  # the reduced tail has half the channels
 
 
 def test_a_truncated_download_names_the_file(served, hub):

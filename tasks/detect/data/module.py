@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from tasks.common.datamodule import TaskDataModule
+from tasks.common.datamodule import DEFAULT_VAL_FRACTION, TaskDataModule
 from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.transforms import AUGMENTS, Augment, DetectionTransform
 
@@ -31,9 +31,20 @@ class DetectionDataModule(TaskDataModule):
 
     Args:
         format: "synthetic" (generated once into `cache_dir`, then read as COCO), "coco" or "voc".
-        root: dataset folder (None only for synthetic). COCO: holds annotations/instances_<split>.json;
-            VOC: a year folder or a VOCdevkit folder (splits then like "VOC2007/trainval+VOC2012/trainval").
-        train_split, val_split: split names; test_split None means the val split.
+        root: dataset folder (None only for synthetic, or COCO named by `*_annotations`). COCO: its layout is
+            discovered (annotations/instances_<split>.json, COCO 2017's train2017/val2017, Roboflow's
+            <split>/_annotations.coco.json, CVAT's annotations/instances_default.json; see
+            tasks/common/coco_layout.py). VOC: a year folder or a VOCdevkit folder (splits then like
+            "VOC2007/trainval+VOC2012/trainval"), or a folder of Annotations/ and JPEGImages/ without ImageSets/
+            (every annotated image; the classes read from the XMLs unless they are VOC's).
+        train_split, val_split: split names; test_split None means the val split (or "test" when
+            `test_annotations` are given).
+        train_annotations, train_images, val_annotations, val_images, test_annotations, test_images: COCO only,
+            any COCO annotation file with its image folder (default: the file's folder), instead of root. Without
+            val_annotations, validation is held out from train_annotations' images.
+        val_fraction: for data without a validation split (one COCO file, VOC without ImageSets/), the fraction
+            of its images held out for validation with a fixed seed; their names go into the run folder's
+            val_split.txt.
         class_names: label -> name (background first where the task has one); None reads them from the data
             and records them, so checkpoints carry them (see TaskDataModule).
         category_ids: the dataset's category id of each label 1..K (COCO's own ids); None reads them from the data
@@ -63,6 +74,13 @@ class DetectionDataModule(TaskDataModule):
         predict_root: str | None = None,
         class_names: list[str] | None = None,
         category_ids: list[int] | None = None,
+        train_annotations: str | None = None,
+        train_images: str | None = None,
+        val_annotations: str | None = None,
+        val_images: str | None = None,
+        test_annotations: str | None = None,
+        test_images: str | None = None,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         image_size: int = 320,
         batch_size: int = 16,
         num_workers: int = 2,
@@ -77,6 +95,8 @@ class DetectionDataModule(TaskDataModule):
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()  # saves and checks the arguments
+        if test_annotations is not None and test_split is None:
+            self.hparams["test_split"] = "test"  # test_split None would mean the val split
         if augment not in AUGMENTS:
             raise ValueError(f"augment={augment!r} is not supported; valid values: {list(AUGMENTS)}")
         if image_size < 1:

@@ -120,6 +120,30 @@ class DetectionRecords(Sequence[DetectionRecord]):
             sources=StringArray.from_strings([r.source for r in records]),
         )
 
+    def take(self, positions: np.ndarray) -> DetectionRecords:
+        """The records at `positions` (in that order) as new arrays, e.g. one part of a held-out split."""
+        positions = np.asarray(positions, dtype=np.int64)
+        starts = self.box_offsets[positions]
+        counts = self.box_offsets[positions + 1] - starts
+        offsets = offsets_of(counts)
+        boxes = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(starts - offsets[:-1], counts)
+
+        def strings(array: StringArray) -> StringArray:
+            return StringArray.from_strings([array[int(i)] for i in positions])
+
+        return DetectionRecords(
+            image_ids=self.image_ids[positions],
+            widths=self.widths[positions],
+            heights=self.heights[positions],
+            paths=strings(self.paths),
+            box_offsets=offsets,
+            boxes=self.boxes[boxes],
+            labels=self.labels[boxes],
+            ignore=self.ignore[boxes],
+            sources=self.sources if isinstance(self.sources, str) else strings(self.sources),
+            folder=self.folder,
+        )
+
     def __len__(self) -> int:
         return len(self.image_ids)
 

@@ -86,7 +86,7 @@ def check_mask(
         shown = ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
         raise InvalidMaskError(
             f"mask {mask_source} has labels [{shown}] outside 0..{num_classes - 1} (valid: the {num_classes} "
-            f"class labels and {IGNORE_INDEX} = ignore)"
+            f"class labels and {IGNORE_INDEX} = ignore); its image: {image_path}"
         )
     return mask.astype(np.uint8)
 

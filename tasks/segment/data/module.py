@@ -1,4 +1,5 @@
-"""The semantic-segmentation LightningDataModule (synthetic shapes, Pascal VOC, COCO as VOC classes) and collate.
+"""The semantic-segmentation LightningDataModule (synthetic shapes, Pascal VOC, COCO as VOC classes, folders of
+images and class-index masks) and collate.
 
 `num_classes`, `class_names` and `ignore_index` work before `setup()` without touching the disk (LightningCLI
 links them into the model at construction). Train items are fixed crop_size x crop_size crops; val/test items
@@ -25,7 +26,7 @@ from tasks.segment.data.transforms import (
     scaled_sides,
 )
 
-# "coco", "synthetic", "voc": one module each in tasks/segment/data/formats/.
+# "coco", "masks", "synthetic", "voc": one module each in tasks/segment/data/formats/.
 SegmentationFormat = FORMATS.literal()
 
 
@@ -55,15 +56,24 @@ class SegmentationDataModule(TaskDataModule):
     """Semantic-segmentation data for the DeepLabV3 / LR-ASPP task.
 
     Args:
-        format: "synthetic" (generated once into `cache_dir` in VOC layout, then read as VOC), "voc" or "coco".
-        root: dataset folder (None only for synthetic). VOC: a year folder (JPEGImages/, SegmentationClass/,
-            ImageSets/Segmentation/) or a VOCdevkit folder holding VOC2012/. COCO: annotations/instances_<split>.json
-            with images in <split>/; its 20 VOC categories become labels 1..20, everything else background.
+        format: "synthetic" (generated once into `cache_dir` in VOC layout, then read as VOC), "voc", "coco" or
+            "masks" (an images folder and a masks folder per split, see tasks/segment/data/formats/masks.py).
+        root: dataset folder (None only for synthetic, and for masks given its folder arguments). VOC: a year
+            folder (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/) or a VOCdevkit folder holding VOC2012/.
+            COCO: annotations/instances_<split>.json with images in <split>/; its 20 VOC categories become labels
+            1..20, everything else background. masks: a folder holding images/<split>/ + masks/<split>/ (or
+            annotations/, labels/), CamVid's <split>/ + <split>annot/, or <split>/images/ + <split>/masks/.
         train_split, val_split: split names; test_split None means the val split.
         extra_train_split: VOC only, an extra list in ImageSets/Segmentation/ joined to the training split (e.g.
             the SBD "train_aug"; masks from SegmentationClassAug/ when present); val images in it are left out.
+        train_images, train_masks, val_images, val_masks, test_images, test_masks: masks only, a split's images
+            folder and masks folder (both or neither), instead of finding them under root. Images (any common
+            extension) pair with masks (.png: class indices, palette "P" indices as VOC or grayscale "L", 255 =
+            ignore; any other void value must be written as 255) by relative path and name without extension,
+            nested folders too. test_* need test_split set (any name).
         class_names: label -> name (background first where the task has one); None reads them from the data
-            and records them, so checkpoints carry them (see TaskDataModule).
+            (masks: classes.txt, one name per line, in a masks folder, train's first, its parent or root) and records
+            them, so checkpoints carry them (see TaskDataModule).
         predict_root: a folder of images for `predict` (original size, batch 1).
         crop_size, base_size, scale_range: training crops; the shorter side is resized to base_size x
             U(scale_range), padded (mask with 255) up to crop_size, cropped and flipped.
@@ -88,6 +98,12 @@ class SegmentationDataModule(TaskDataModule):
         val_split: str = "val",
         test_split: str | None = None,
         extra_train_split: str | None = None,
+        train_images: str | None = None,
+        train_masks: str | None = None,
+        val_images: str | None = None,
+        val_masks: str | None = None,
+        test_images: str | None = None,
+        test_masks: str | None = None,
         predict_root: str | None = None,
         class_names: list[str] | None = None,
         crop_size: int = 256,

@@ -17,7 +17,7 @@ from tasks.segment.data.module import SegmentationDataModule
 # data module -> the formats its formats/ package holds, one module each
 EXPECTED_FORMATS: dict[type[TaskDataModule], tuple[str, ...]] = {
     DetectionDataModule: ("coco", "synthetic", "voc"),
-    SegmentationDataModule: ("coco", "synthetic", "voc"),
+    SegmentationDataModule: ("coco", "masks", "synthetic", "voc"),
     ClassificationDataModule: ("imagefolder", "synthetic"),
 }
 MODULES = pytest.mark.parametrize("module", list(EXPECTED_FORMATS), ids=lambda m: m.__name__)

@@ -1,8 +1,10 @@
-"""COCO-format detection data: `root/annotations/instances_<split>.json`, images in `root/<split>/`.
+"""COCO-format detection data, and the "coco" format: any COCO annotation file with its image folder.
 
-Also accepted: images in `root/images/<split>/`, or `file_name`s that already hold a sub-path below `root`.
-Category ids (COCO's 1..90 with gaps) map to contiguous labels 1..K sorted by id; `label_to_category_id` maps back.
-`iscrowd` boxes are not trained on but stay in `coco_gt` (the annotation file itself), which COCOeval reads.
+Where the files are, named by `train_annotations` / `train_images` (and val, test) or discovered under `root`
+(this suite's `annotations/instances_<split>.json`, COCO 2017, Roboflow, CVAT; a single file is split by
+`val_fraction`), is tasks/common/coco_layout.py. Category ids (COCO's 1..90 with gaps) map to contiguous labels
+1..K sorted by id; `label_to_category_id` maps back. `iscrowd` boxes are not trained on but stay in `coco_gt` (the
+annotation file's images of the split), which COCOeval reads.
 """
 
 from __future__ import annotations
@@ -14,15 +16,9 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from tasks.common.coco import (
-    class_names_of,
-    coco_annotation_file,
-    coco_image_folder,
-    coco_tables,
-    load_coco,
-    read_coco_categories,
-    read_coco_json,
-)
+from tasks.common.coco import class_names_of, coco_tables, load_coco, read_coco_categories, read_coco_json
+from tasks.common.coco_layout import FILE_ARGUMENTS, CocoSource, coco_layout, coco_source
+from tasks.common.datamodule import HeldOutSplit
 from tasks.common.index_cache import Arrays, Meta, cached_index
 from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.records import (
@@ -89,7 +85,10 @@ def build_detection_index(annotation_file: Path) -> tuple[Arrays, Meta]:
 
 
 class CocoDetection(AnnotatedImages):
-    """One split of a COCO-format dataset (see the module docstring); `transform` is a DetectionTransform.
+    """One split of a COCO-format dataset: `root/annotations/instances_<split>.json` with images in `root/<split>/`
+    or `root/images/<split>/` (or `file_name`s holding their sub-path below root), or any file and folder `source`
+    names (tasks/common/coco_layout.py), whose `part` may be the train or val part of a held-out split (the val part
+    then carries `held_out`); `transform` is a DetectionTransform.
 
     Its records are flat arrays read from a cached index of the annotation file (built on first use into
     `cache_dir`, default the suite's cache folder: tasks/common/index_cache.py); `coco_gt`, pycocotools' index of
@@ -110,10 +109,12 @@ class CocoDetection(AnnotatedImages):
         transform: Any,
         skip_bad_samples: bool = False,
         cache_dir: str | Path | None = None,
+        source: CocoSource | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
-        self.annotation_file = coco_annotation_file(root, split)
+        source = source if source is not None else CocoSource.of_split(root, split)
+        self.annotation_file = source.annotation_file
         arrays, meta = cached_index(
             self.annotation_file,
             DETECTION_INDEX,
@@ -135,8 +136,16 @@ class CocoDetection(AnnotatedImages):
             labels=arrays["labels"],
             ignore=arrays["ignore"],
             sources=f"{self.annotation_file} (image id {{image_id}})",
-            folder=coco_image_folder(self.root, split, paths[0] if len(paths) else None),
+            folder=source.image_folder(paths[0] if len(paths) else None),
         )
+        used = source.used(len(records))
+        self.held_out: HeldOutSplit | None = None
+        if used is not None:
+            records = records.take(np.flatnonzero(used))
+            if source.part == "val":
+                names = [records.paths[i] for i in range(len(records))]
+                self.held_out = HeldOutSplit(str(self.annotation_file), names, int((~used).sum()), source.val_fraction)
+        self._image_ids = None if used is None else records.image_ids
         super().__init__(
             records,
             transform,
@@ -153,10 +162,10 @@ class CocoDetection(AnnotatedImages):
 
     @property
     def coco_gt(self) -> COCO:
-        """pycocotools' index of the annotation file (crowd boxes included), which COCOeval reads; loaded on first
-        use, so training splits never hold it."""
+        """pycocotools' index of the annotation file (crowd boxes included), of this split's images only, which
+        COCOeval reads; loaded on first use, so training splits never hold it."""
         if self._coco_gt is None:
-            self._coco_gt = load_coco(self.annotation_file)
+            self._coco_gt = load_coco(self.annotation_file, self._image_ids)
         return self._coco_gt
 
 
@@ -164,7 +173,7 @@ class CocoDetection(AnnotatedImages):
 def coco_categories(data: Any) -> list[dict[str, Any]]:
     """The categories of the val split's annotation file, sorted by id: usually far smaller than train's, and
     every split must have the same."""
-    return read_coco_categories(coco_annotation_file(data.data_root, data.val_split))
+    return read_coco_categories(coco_layout(data).source("val").annotation_file)
 
 
 def coco_class_names(data: Any) -> list[str]:
@@ -179,7 +188,12 @@ def coco_label_to_category_id(data: Any) -> dict[int, int]:
 def build_coco(data: Any, split: str, transform: Any, train: bool) -> CocoDetection:
     """One split; the data module checks that its categories are the model's (`class_names`)."""
     return CocoDetection(
-        data.data_root, split, transform, skip_bad_samples=data.skip_bad_samples, cache_dir=data.cache_dir
+        data.data_root,
+        split,
+        transform,
+        skip_bad_samples=data.skip_bad_samples,
+        cache_dir=data.cache_dir,
+        source=coco_source(data, split, train),
     )
 
 
@@ -189,5 +203,7 @@ COCO_FORMAT = FORMATS.register(
         build=build_coco,
         class_names=coco_class_names,
         label_to_category_id=coco_label_to_category_id,
+        options=FILE_ARGUMENTS,
+        root_alternatives=("train_annotations", "val_annotations"),
     )
 )

@@ -26,8 +26,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from tasks.common.categories import VOC_CLASS_NAMES
-from tasks.common.coco import coco_annotation_file, coco_image_folder, coco_tables, parse_json, read_coco_json
-from tasks.common.datamodule import DataFormat, fixed_class_names
+from tasks.common.coco import coco_tables, parse_json, read_coco_json
+from tasks.common.coco_layout import CocoSource, coco_source
+from tasks.common.datamodule import DataFormat, HeldOutSplit, fixed_class_names
 from tasks.common.images import load_rgb, size_mismatch_message
 from tasks.common.index_cache import Arrays, Meta, StringArray, cached_index, offsets_of
 from tasks.segment.data.formats import FORMATS
@@ -235,7 +236,8 @@ def build_segmentation_index(annotation_file: Path) -> tuple[Arrays, Meta]:
 
 
 class CocoSegmentation(SegmentationDataset):
-    """A COCO split (annotations/instances_<split>.json, images in <split>/) as masks of the 20 VOC classes.
+    """A COCO split (annotations/instances_<split>.json, images in <split>/, or the file and folder `source` names:
+    tasks/common/coco_layout.py, with its held-out part) as masks of the 20 VOC classes.
 
     With `remove_images_without_annotations` (training), images whose VOC-category annotations cover
     `min_annotated_area` pixels or less (by their `area`) are left out, as the reference does; the number is in
@@ -255,11 +257,13 @@ class CocoSegmentation(SegmentationDataset):
         min_annotated_area: float = MIN_ANNOTATED_AREA,
         skip_bad_samples: bool = False,
         cache_dir: str | Path | None = None,
+        source: CocoSource | None = None,
     ) -> None:
         super().__init__(VOC_CLASS_NAMES, transform, skip_bad_samples)
         self.root = Path(root)
         self.split = split
-        self.annotation_file = coco_annotation_file(root, split)
+        source = source if source is not None else CocoSource.of_split(root, split)
+        self.annotation_file = source.annotation_file
         self.index, _ = cached_index(
             self.annotation_file,
             SEGMENTATION_INDEX,
@@ -270,6 +274,13 @@ class CocoSegmentation(SegmentationDataset):
         self.paths = StringArray(self.index["path_data"], self.index["path_offsets"])
         self.category_to_label = {cid: label for label, cid in enumerate(COCO_VOC_CATEGORY_IDS) if label > 0}
         positions = np.arange(len(self.index["image_ids"]), dtype=np.int64)
+        used = source.used(len(positions))
+        self.held_out: HeldOutSplit | None = None
+        if used is not None:
+            positions = positions[used]
+            if source.part == "val":
+                names = [self.paths[int(i)] for i in positions]
+                self.held_out = HeldOutSplit(str(self.annotation_file), names, int((~used).sum()), source.val_fraction)
         self.removed_images = 0
         if remove_images_without_annotations:
             kept = positions[[self._annotated_area(int(i)) > min_annotated_area for i in positions]]
@@ -285,7 +296,7 @@ class CocoSegmentation(SegmentationDataset):
         if not len(positions):
             raise ValueError(f"{self.annotation_file}: no images to use (removed_images={self.removed_images})")
         self.positions = positions  # int64 positions of the used images in the index
-        self.image_folder = coco_image_folder(self.root, split, self.paths[int(positions[0])])
+        self.image_folder = source.image_folder(self.paths[int(positions[0])])
 
     @property
     def image_ids(self) -> list[int]:
@@ -352,6 +363,7 @@ def build_coco(data: Any, split: str, transform: Any, train: bool) -> CocoSegmen
         remove_images_without_annotations=train,
         skip_bad_samples=data.skip_bad_samples,
         cache_dir=data.cache_dir,
+        source=coco_source(data, split, train),
     )
 
 
