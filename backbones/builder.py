@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +52,8 @@ class MobileNetBackbone(nn.Module):
     ) -> None:
         super().__init__()
         self.spec, self.width, self.output_stride, self.in_chans = spec, width, output_stride, in_chans
+        # the spec options it was built with (`create_backbone` sets them), which a task records in its checkpoints
+        self.variant_options: dict[str, Any] = {}
         self.stem = stem
         self.blocks = blocks
         self.feature_info = FeatureInfo([tap.info for tap in taps])

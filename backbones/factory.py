@@ -32,6 +32,7 @@ def create_backbone(
     backbone = build_backbone(
         spec, width=width, out_indices=out_indices, output_stride=output_stride, in_chans=in_chans
     )
+    backbone.variant_options = _options(name, checkpoint, variant_options)
     if checkpoint is not None:
         load_checkpoint(backbone, checkpoint)
     return backbone
@@ -52,6 +53,7 @@ def create_classifier(
     checkpoint = _read(name, weights)
     spec = _spec(name, checkpoint, variant_options)
     backbone = build_backbone(spec, width=width, out_indices=(-1,), in_chans=in_chans)
+    backbone.variant_options = _options(name, checkpoint, variant_options)
     head_spec = spec.classifier
     hidden = head_spec.hidden_channels
     if hidden is not None:
@@ -78,7 +80,12 @@ def _read(name: str, weights: str | Path | None) -> Checkpoint | None:
     return None if path is None else read_checkpoint(path)
 
 
-def _spec(name: str, checkpoint: Checkpoint | None, variant_options: dict[str, Any]) -> NetworkSpec:
-    # the source's parity settings are defaults; options the caller names explicitly win
+def _options(name: str, checkpoint: Checkpoint | None, variant_options: dict[str, Any]) -> dict[str, Any]:
+    """The spec options a model is built with: the source's parity settings (timm's norm_eps, V1's relu6) as
+    defaults, and the options the caller names explicitly, which win."""
     options = checkpoint.spec_options(name) if checkpoint is not None else {}
-    return get_spec(name, **{**options, **variant_options})
+    return {**options, **variant_options}
+
+
+def _spec(name: str, checkpoint: Checkpoint | None, variant_options: dict[str, Any]) -> NetworkSpec:
+    return get_spec(name, **_options(name, checkpoint, variant_options))

@@ -12,7 +12,8 @@ Everything runs in one process, interleaved round by round in a rotating order; 
 A second table puts the same pairs in OpenVINO (`deploy.runtimes.openvino`: the folded ONNX export converted to IR,
 CPU plugin in f32, latency hint, `--threads` threads): ours and the peer's fp32, our NNCF int8 (calibrated on random
 normal images as above), and, where executorch is installed (`--executorch`, on by default then; its XNNPACK
-lowering takes minutes per model on 2 cores), ours and the peer's `.pte` in ExecuTorch's runtime.
+lowering takes 1-3 minutes per model on 2 busy cores), ours and the peer's fp32 `.pte` and our int8 `.pte` (pt2e
+XNNPACK quantizer, calibrated as above) in ExecuTorch's runtime.
 
 The physical limit: 2 x multiply-adds (`backbones.profile.count_madds`) divided by the fp32 matrix-multiply rate
 that this script measures with torch.matmul on the same threads, interleaved with the models. `fraction` is
@@ -62,13 +63,19 @@ def openvino_runner(path: Path, threads: int, size: int) -> Callable[[], object]
     return lambda: request.infer([example])
 
 
-def executorch_runner(model: nn.Module, path: Path, size: int) -> Callable[[], object]:
-    """Fold, export to a batch-1 `.pte` (XNNPACK), load in executorch.runtime; a call runs one image."""
+def executorch_runner(
+    model: nn.Module, path: Path, size: int, int8_batches: list | None = None
+) -> Callable[[], object]:
+    """Fold, export to a batch-1 `.pte` (XNNPACK; int8 by the pt2e XNNPACK quantizer when `int8_batches`, the
+    calibration batches, are given), load in executorch.runtime; a call runs one image."""
     from deploy.runtimes.executorch import ExecuTorchRuntime
 
     runtime = ExecuTorchRuntime()
     example = torch.randn(1, 3, size, size)
-    runtime.export(fuse(model).eval(), example, path, ("logits",), dynamic_batch=False)
+    if int8_batches is None:
+        runtime.export(fuse(model).eval(), example, path, ("logits",), dynamic_batch=False)
+    else:
+        runtime.quantize(fuse(model).eval(), path, path, int8_batches, dynamic_batch=False, batch_size=1)
     method = runtime.load(path).method
     return lambda: method.execute([example])
 
@@ -121,6 +128,7 @@ def build_runners(
     if executorch:
         runners["ours_et"] = executorch_runner(ours, folder / f"{name}_ours.pte", size)
         runners["peer_et"] = executorch_runner(peers[exported_peer], folder / f"{name}_{exported_peer}.pte", size)
+        runners["ours_et_int8"] = executorch_runner(ours, folder / f"{name}_ours.int8.pte", size, batches)
     runners["matmul"] = matmul_runner()
     return runners
 
@@ -200,7 +208,7 @@ def print_runtime_table(rows: list[tuple[str, int, dict[str, float], float]], ex
         f"fraction: {'ov':>5} {'int8':>5}"
     )
     if executorch:
-        header += f" | {'et':>6} {'peer':>6} {'ratio':>5}"
+        header += f" | {'et':>6} {'peer':>6} {'ratio':>5} {'int8':>6} {'/et':>5} fraction: {'et':>5} {'int8':>5}"
     print()
     print(header)
     print("-" * len(header))
@@ -212,12 +220,21 @@ def print_runtime_table(rows: list[tuple[str, int, dict[str, float], float]], ex
             f"{limit / ms['ours_ov_int8']:>5.2f}"
         )
         if executorch:
-            line += f" | {ms['ours_et']:>6.2f} {ms['peer_et']:>6.2f} {ms['ours_et'] / ms['peer_et']:>5.2f}"
+            line += (
+                f" | {ms['ours_et']:>6.2f} {ms['peer_et']:>6.2f} {ms['ours_et'] / ms['peer_et']:>5.2f} "
+                f"{ms['ours_et_int8']:>6.2f} {ms['ours_et_int8'] / ms['ours_et']:>5.2f} {'':>9} "
+                f"{limit / ms['ours_et']:>5.2f} {limit / ms['ours_et_int8']:>5.2f}"
+            )
         print(line)
     print(
         "ov: OpenVINO fp32, ratio ours / peer in OpenVINO, /ort: ours OpenVINO / ours onnxruntime; int8: NNCF int8 "
         "in OpenVINO, /ov: int8 / fp32. Goals: ratio <= 1.0, /ort <= 0.7, /ov <= 0.85 (v3_small <= 1.0)"
-        + ("; et: ExecuTorch XNNPACK fp32." if executorch else ".")
+        + (
+            "; et: ExecuTorch XNNPACK fp32, ratio ours / peer in ExecuTorch, int8: pt2e XNNPACK int8 in ExecuTorch, "
+            "/et: int8 / fp32 (ExecuTorch's runtime picks its own thread count)."
+            if executorch
+            else "."
+        )
     )
 
 

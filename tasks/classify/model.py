@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torchvision.transforms import v2
 
 from backbones import create_classifier
@@ -19,10 +21,15 @@ def build_classifier(
     width: float = 1.0,
     dropout: float | None = None,
     weights: str | None = None,
+    backbone_options: dict[str, Any] | None = None,
 ) -> MobileNetClassifier:
     """The paper's classifier; `weights` is any checkpoint `create_classifier` reads (another class count gets a
-    new final layer, with a warning). From scratch, every batch norm moves at the tasks' `NORM_MOMENTUM`."""
-    model = create_classifier(backbone, num_classes, width=width, dropout=dropout, weights=weights)
+    new final layer, with a warning). From scratch, every batch norm moves at the tasks' `NORM_MOMENTUM`.
+    `backbone_options`: spec options of the backbone variant (e.g. V1's `activation`, `norm_eps`); the tasks pass
+    back the ones a checkpoint recorded (`TaskModule`), so that it rebuilds the variant it was trained as.
+    """
+    options = backbone_options or {}
+    model = create_classifier(backbone, num_classes, width=width, dropout=dropout, weights=weights, **options)
     if weights is None:
         set_norm_momentum(model, NORM_MOMENTUM)
     return model

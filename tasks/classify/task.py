@@ -40,6 +40,7 @@ class ClassificationTask(TaskModule):
         resolution: int = DEFAULT_RESOLUTION,
         dropout: float | None = None,
         weights: str | None = None,
+        backbone_options: dict[str, Any] | None = None,
         freeze_backbone: bool = False,
         class_names: list[str] | None = None,
         optimizer: optim.Optimizer = "adamw",
@@ -71,7 +72,9 @@ class ClassificationTask(TaskModule):
         self._plots: ClassificationPlots | None = None  # the last evaluation's, for `validation_figures`
 
     def build_model(self) -> None:
-        self.model = build_classifier(**self.hparams_for("backbone", "num_classes", "width", "dropout", "weights"))
+        self.model = build_classifier(
+            **self.hparams_for("backbone", "num_classes", "width", "dropout", "weights", "backbone_options")
+        )
         if self.hparams.freeze_backbone:
             self.model.backbone.requires_grad_(False)
 

@@ -70,6 +70,10 @@ class TaskCLI(LightningCLI):
         if self.weights_image_size and arg == "weights":  # a backbone's ImageNet size is not the detector's
             settings[self.weights_image_size] = entry.image_size
         explicit = self._explicitly_set(config, self.subcommand)
+        if self.subcommand == "predict" and arg == "weights" and entry.categories and not config.get("ckpt_path"):
+            # predicting with published weights alone: their classes are the model's (COCO's 91, VOC's 21, ...)
+            if not explicit("data.class_names"):
+                config["data.class_names"] = list(entry.categories)
         for key, value in settings.items():
             if key not in config:
                 continue

@@ -48,6 +48,10 @@ class TaskModule(pl.LightningModule):
         if len(self.class_names) != num_classes:
             raise ValueError(f"class_names has {len(self.class_names)} entries for num_classes={num_classes}")
         self.build_model()
+        # the variant the backbone was built as (weights such as timm's set norm_eps and V1's relu6), recorded, so that
+        # a checkpoint rebuilds it when `weights` are not loaded again (validate, predict, export from the file)
+        built = getattr(self.model.backbone, "variant_options", {})
+        self.hparams["backbone_options"] = {k: v for k, v in built.items() if k not in self.hparams} or None
 
     def build_model(self) -> None:
         """Set `self.model` from `self.hparams`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -24,6 +25,7 @@ def build_detector(
     reduced_tail: bool = False,
     weights: str | Path | None = None,
     backbone_weights: str | Path | None = None,
+    backbone_options: dict[str, Any] | None = None,
 ) -> SSDLite:
     """SSDLite on `backbone`; `num_classes` counts the background (91 for torchvision's COCO models).
 
@@ -34,10 +36,12 @@ def build_detector(
     torchvision initialisation (normal, std 0.03, bias 0) and is named in one log line.
     `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file).
     Every batch norm, backbone and head, moves at the tasks' `NORM_MOMENTUM`.
+    `backbone_options`: spec options of the backbone variant (e.g. V1's `activation`, `norm_eps`); the tasks pass
+    back the ones a checkpoint recorded (`TaskModule`), so that it rebuilds the variant it was trained as.
     """
     name = f"ssdlite320_{backbone}"
     check_build_options(name, weights, {"width": width, "reduced_tail": reduced_tail})
-    options = {"reduced_tail": True} if reduced_tail else {}
+    options = {**(backbone_options or {}), **({"reduced_tail": True} if reduced_tail else {})}
     features = create_backbone(
         backbone, width=width, out_indices=("c4_expansion", -1), weights=backbone_weights, **options
     )

@@ -44,6 +44,7 @@ class DetectionTask(TaskModule):
         reduced_tail: bool = False,
         weights: str | None = None,
         backbone_weights: str | None = None,
+        backbone_options: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
         optimizer: optim.Optimizer = "adamw",
         lr: float = 0.002,
@@ -62,7 +63,7 @@ class DetectionTask(TaskModule):
         self._plots: DetectionPlots | None = None  # the last evaluation's, for `validation_figures`
 
     def build_model(self) -> None:
-        names = ("backbone", "num_classes", "width", "reduced_tail", "weights", "backbone_weights")
+        names = ("backbone", "num_classes", "width", "reduced_tail", "weights", "backbone_weights", "backbone_options")
         self.model = build_detector(**self.hparams_for(*names))
 
     def forward(self, images: Tensor) -> list[dict[str, Tensor]]:

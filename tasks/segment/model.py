@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -29,6 +29,7 @@ def build_segmenter(
     aux_loss: bool = False,
     weights: str | Path | None = None,
     backbone_weights: str | Path | None = None,
+    backbone_options: dict[str, Any] | None = None,
 ) -> SegmentationModel:
     """DeepLabV3 or LR-ASPP on the backbone's C2 (stride 8) and last maps, as torchvision taps them.
 
@@ -39,6 +40,8 @@ def build_segmenter(
     (`class_layers`), which keep their fresh (torchvision's default) initialisation and are named in one log line.
     `backbone_weights`: what `backbones.create_backbone` takes ("imagenet", a URL, a file). The backbone's batch norms
     move at the tasks' `NORM_MOMENTUM`.
+    `backbone_options`: spec options of the backbone variant (e.g. V1's `activation`, `norm_eps`); the tasks pass
+    back the ones a checkpoint recorded (`TaskModule`), so that it rebuilds the variant it was trained as.
     """
     if head not in ("lraspp", "deeplabv3"):
         raise ValueError(f"unknown head {head!r}; valid: lraspp, deeplabv3")
@@ -47,7 +50,12 @@ def build_segmenter(
     name = f"{head}_{backbone}"
     check_build_options(name, weights, {"width": width, "output_stride": output_stride, "aux_loss": aux_loss})
     features = create_backbone(
-        backbone, width=width, out_indices=("c2", -1), output_stride=output_stride, weights=backbone_weights
+        backbone,
+        width=width,
+        out_indices=("c2", -1),
+        output_stride=output_stride,
+        weights=backbone_weights,
+        **(backbone_options or {}),
     )
     set_norm_momentum(features, NORM_MOMENTUM)
     channels = features.feature_info.channels()

@@ -40,6 +40,7 @@ class SegmentationTask(TaskModule):
         aux_weight: float = 0.5,
         weights: str | None = None,
         backbone_weights: str | None = None,
+        backbone_options: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
         optimizer: optim.Optimizer = "sgd",
         lr: float = 0.02,
@@ -55,7 +56,17 @@ class SegmentationTask(TaskModule):
         self._plots: SegmentationPlots | None = None  # the last evaluation's, for `validation_figures`
 
     def build_model(self) -> None:
-        names = ("backbone", "head", "num_classes", "width", "output_stride", "aux_loss", "weights", "backbone_weights")
+        names = (
+            "backbone",
+            "head",
+            "num_classes",
+            "width",
+            "output_stride",
+            "aux_loss",
+            "weights",
+            "backbone_weights",
+            "backbone_options",
+        )
         self.model = build_segmenter(**self.hparams_for(*names))
 
     def forward(self, images: Tensor) -> Tensor:

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 import timm
 import torch
 import torch.hub
 import torchvision
+from PIL import Image
 from torch import nn
 
 from backbones import create_backbone, create_classifier
@@ -376,3 +378,19 @@ def test_an_explicit_setting_that_contradicts_the_weights_wins_with_a_warning(tm
         r"--data.mean .0.4, 0.4, 0.4. contradicts the weights 'coco_like' of ssdlite320_v3_small", caplog.text
     )
     assert "(mean [0.5, 0.5, 0.5]); keeping --data.mean" in caplog.text
+
+
+def test_predict_with_named_weights_alone_names_classes_by_their_categories(tmp_path, hub):
+    from tasks.detect.task import main
+
+    path = _detector_entry(hub, "coco_like")
+    categories = ("__background__", "ring", "box", "wedge", "plus")
+    entry = get_weights("ssdlite320_v3_small", "coco_like")
+    args = {**_entry_args(entry), "url": entry.url, "build_options": {}, "categories": categories}
+    register_weights("ssdlite320_v3_small", "named_classes", **args, sha256=sha256(path), replace=True)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(images / "a.jpg")
+    predict = ["predict", *CLI_ARGS, "--model.weights", "named_classes", "--data.predict_root", str(images)]
+    cli = main([*predict, "--trainer.default_root_dir", str(tmp_path)])
+    assert cli.model.class_names == list(categories) and cli.datamodule.class_names == list(categories)

@@ -220,11 +220,6 @@ def test_a_checkpoint_without_class_names_takes_the_categories_of_its_initial_we
     assert Detector.from_checkpoint(named).class_names == own
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: the variant options that timm-format weights set (V1 activation relu6, norm_eps 1e-5) are not "
-    "recorded in the task's hyper-parameters; a checkpoint reloads with the defaults (tasks/*/task.py, model.py)",
-)
 def test_a_checkpoint_fine_tuned_from_timm_weights_reloads_with_their_variant_options(tmp_path):
     from tasks.classify.task import ClassificationTask
 
