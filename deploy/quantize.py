@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from deploy.export import (
     ExportResult,
@@ -46,7 +46,7 @@ from deploy.export import (
     resize_images,
 )
 from deploy.runtimes import INPUT_NAME, Loaded, get_runtime, list_runtimes
-from deploy.runtimes.base import as_tensor
+from deploy.runtimes.base import FixedBatch
 from deploy.runtimes.onnx import DEFAULT_OPSET, import_onnx, import_onnxruntime
 
 log = logging.getLogger(__name__)
@@ -158,22 +158,6 @@ def int8_path_for(path: Path, suffix: str) -> Path:
     """last.onnx -> last.int8.onnx, last.openvino.xml -> last.int8.openvino.xml."""
     stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else path.stem
     return path.with_name(f"{stem}.int8{suffix}")
-
-
-class FixedBatch(Loaded):
-    """A fixed-batch export run on any batch: cut into pieces of its batch size, the last padded by repeating its
-    last image, the outputs of the padding dropped."""
-
-    def __init__(self, loaded: Loaded, batch_size: int) -> None:
-        self.loaded, self.batch_size = loaded, batch_size
-
-    def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
-        images = as_tensor(images)
-        count, pad = len(images), -len(images) % self.batch_size
-        if pad:
-            images = torch.cat([images, images[-1:].expand(pad, *images.shape[1:])])
-        pieces = [self.loaded.run(piece) for piece in torch.split(images, self.batch_size)]
-        return [torch.cat(outputs)[:count] for outputs in zip(*pieces, strict=True)]
 
 
 def count_quantized_nodes(path: str | Path) -> int:

@@ -8,6 +8,7 @@ is imported whenever any runtime is looked up, and one not installed must not st
 
 from __future__ import annotations
 
+import copy
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -31,6 +32,22 @@ class Loaded(ABC):
 
     def __call__(self, images: Tensor | np.ndarray) -> list[Tensor]:
         return self.run(images)
+
+
+class FixedBatch(Loaded):
+    """A fixed-batch export run on any batch: cut into pieces of its batch size, the last padded by repeating its
+    last image, the outputs of the padding dropped."""
+
+    def __init__(self, loaded: Loaded, batch_size: int) -> None:
+        self.loaded, self.batch_size = loaded, batch_size
+
+    def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
+        images = as_tensor(images)
+        count, pad = len(images), -len(images) % self.batch_size
+        if pad:
+            images = torch.cat([images, images[-1:].expand(pad, *images.shape[1:])])
+        pieces = [self.loaded.run(piece) for piece in torch.split(images, self.batch_size)]
+        return [torch.cat(outputs)[:count] for outputs in zip(*pieces, strict=True)]
 
 
 class Runtime(ABC):
@@ -81,6 +98,57 @@ def as_tensor(images: Tensor | np.ndarray) -> Tensor:
 def as_array(images: Tensor | np.ndarray) -> np.ndarray:
     array = images.detach().cpu().numpy() if isinstance(images, Tensor) else images
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def batch_example(example: Tensor) -> Tensor:
+    """The batch a dynamic-batch export is traced on: 2 images (the first one repeated if `example` has one).
+
+    `torch.export` specialises a dimension of size 1, and the size seen decides the range a program keeps when a
+    later pass guards on it (see `deploy.runtimes.executorch.exported_program`), so it is always 2.
+    """
+    return example[:1].expand(2, *example.shape[1:]).contiguous() if len(example) < 2 else example[:2]
+
+
+def contiguous_parameters(model: nn.Module) -> nn.Module:
+    """`model`, or a copy whose parameters and buffers have plain NCHW (contiguous) strides.
+
+    `is_contiguous()` cannot tell: a depthwise weight [C, 1, k, k] kept channels-last by the backbone has strides
+    (k*k, 1, k, 1), which count as contiguous, yet the convolution it feeds follows the weight's layout and gives a
+    channels-last output. The strides are compared with the contiguous ones instead.
+    """
+
+    def plain(tensor: Tensor) -> bool:
+        return tensor.stride() == torch.empty(tensor.shape, device="meta").stride()
+
+    if all(plain(t) for t in (*model.parameters(), *model.buffers())):
+        return model
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            tensor.data = tensor.data.clone(memory_format=torch.contiguous_format)
+    return model
+
+
+def nchw_module(model: nn.Module, example: Tensor, dynamic_shapes: Any = None) -> nn.Module:
+    """`model` as a module that computes the same in plain NCHW layout, for the converters that `torch.export` it
+    (ExecuTorch, LiteRT): its parameters contiguous, and its graph (exported on `example`) with every explicit
+    channels-last conversion (`memory_format=torch.channels_last`: the backbone's `x.contiguous(...)` of its input)
+    made a contiguous one.
+
+    The models are channels-last for eager speed. Exported as they are, every squeeze-excitation's
+    `adaptive_avg_pool2d` on a channels-last map becomes `mean` plus an `as_strided_copy` that restores the
+    channels-last strides of its [N, C, 1, 1] output: XNNPACK takes no such op and cuts the program there. A memory
+    format is a layout, not an operation: the values do not change, and the backends choose their own layout.
+    """
+    model = contiguous_parameters(model)
+    module = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False).module()
+    nodes = [node for node in module.graph.nodes if node.kwargs.get("memory_format") == torch.channels_last]
+    if not nodes:
+        return model
+    for node in nodes:
+        node.kwargs = {**node.kwargs, "memory_format": torch.contiguous_format}
+    module.recompile()
+    return module
 
 
 _REGISTRY: dict[str, Runtime] = {}

@@ -1,20 +1,24 @@
 """ExecuTorch (`.pte`), PyTorch's on-device runtime, with the XNNPACK delegate; int8 by torch's pt2e flow with
 ExecuTorch's `XNNPACKQuantizer`.
 
-The file is `torch.export.export` of the folded model, lowered with `to_edge_transform_and_lower` and
-`XnnpackPartitioner` (every supported op runs in XNNPACK, the rest in ExecuTorch's portable kernels), then
-`to_executorch()`; it is checked by `executorch.runtime` (the pybindings shipped in the `executorch` wheel), the
-runtime an app embeds. A dynamic batch is exported as `Dim("batch", max=MAX_BATCH)`: XNNPACK plans its memory for
-the upper bound.
+The file is `torch.export.export` of the folded model in plain NCHW layout (`exported_program` says why: exported
+channels-last, the network is cut into one XNNPACK delegate per squeeze-excitation, and int8 fails to run), lowered
+with `to_edge_transform_and_lower` and `XnnpackPartitioner` (every supported op runs in XNNPACK, the rest in
+ExecuTorch's portable kernels), then `to_executorch()`; it is checked by `executorch.runtime` (the pybindings
+shipped in the `executorch` wheel), the runtime an app embeds. A dynamic batch is exported as
+`Dim("batch", max=MAX_BATCH)`, which lowering narrows (`exported_program`): the program plans its memory for the
+narrowed bound, and `ExecuTorchModel` runs larger batches in pieces of it.
 
 int8: `prepare_pt2e` / `convert_pt2e` (torchao's pt2e, which ExecuTorch's quantizer is written against) with
 `XNNPACKQuantizer` set to symmetric per-channel int8 weights and int8 activations (XNNPACK's QS8 kernels), calibrated
-on the train-split batches; modules named by the float scopes (the detector's `decode`) are left float.
+on the train-split batches; modules named by the float scopes (the detector's `decode`) are left float. The whole
+network (convolutions, hard-swish, the squeeze-excitation gates, residual adds, the classifier's linear layers) runs
+in XNNPACK's int8 kernels; with a dynamic batch the flatten before the classifier's linear layers stays outside
+(a view whose size is the batch), so there are two delegates.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.runtimes.base import Loaded, Runtime, as_tensor, optional_import, register_runtime
+from deploy.runtimes.base import (
+    Loaded,
+    Runtime,
+    as_tensor,
+    batch_example,
+    nchw_module,
+    optional_import,
+    register_runtime,
+)
 
 INSTALL = "pip install -e '.[executorch]'"
 MAX_BATCH = 64  # the upper bound of a dynamic batch
@@ -35,18 +47,25 @@ def import_executorch() -> Any:
 
 
 def exported_program(model: nn.Module, example: Tensor, dynamic_batch: bool) -> Any:
-    """`torch.export.export` of `model` on `example`, with a dynamic batch dimension when asked.
+    """`torch.export.export` of `model` on `example` in plain NCHW layout (`nchw_module`), with a dynamic batch
+    dimension when asked.
 
-    Parameters go in contiguous (a copy of the model): XNNPACK's layout pass expects NCHW weights, and the stem's
-    weight is kept channels-last by the backbone.
+    Exported channels-last, the program is cut at every squeeze-excitation (XNNPACK takes no `as_strided_copy`):
+    one delegate each (11 for V3-Small) with portable ops between them. fp32 survives that, slower; in int8 the
+    cuts pass int8 tensors from one delegate to the next, and the program fails at run time in a later delegate's
+    input-shape propagation (`xnn_status_invalid_parameter`, `CALL_DELEGATE` error 0x1). In NCHW the whole network
+    is one delegate.
+
+    A dynamic batch is traced on a batch of 2 (`batch_example`). Lowering re-runs torch's fake convolution, whose
+    CPU backend choice asks `batch >= 16` for 1x1 convolutions (`use_mkldnn`); the guard takes the traced side, so
+    the program accepts batches 1-15 (its planned input size; `ExecuTorchModel` runs larger batches in pieces),
+    where one traced at 16 or more would refuse every batch under 16.
     """
-    if any(not p.is_contiguous() for p in model.parameters()):
-        model = copy.deepcopy(model)
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.data = parameter.data.contiguous()
+    if dynamic_batch:
+        example = batch_example(example)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},) if dynamic_batch else None
-    return torch.export.export(model, (example,), dynamic_shapes=dynamic, strict=False)
+    module = nchw_module(model, example, dynamic)
+    return torch.export.export(module, (example,), dynamic_shapes=dynamic, strict=False)
 
 
 def write_pte(program: Any, path: Path) -> None:
@@ -60,13 +79,22 @@ def write_pte(program: Any, path: Path) -> None:
 
 
 class ExecuTorchModel(Loaded):
-    """The `forward` method of a loaded ExecuTorch program; `method` is there for ExecuTorch's own API."""
+    """The `forward` method of a loaded ExecuTorch program; `method` is there for ExecuTorch's own API.
+
+    A batch above the program's planned input size (`max_batch`, which for a dynamic batch is the bound that XNNPACK
+    lowering left, see `exported_program`) is run in pieces of that size.
+    """
 
     def __init__(self, method: Any) -> None:
         self.method = method
+        self.max_batch = int(method.metadata.input_tensor_meta(0).sizes()[0])
 
     def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
-        outputs = self.method.execute([as_tensor(images).contiguous()])
+        pieces = [self._run(piece) for piece in torch.split(as_tensor(images), self.max_batch)]
+        return [torch.cat(outputs) for outputs in zip(*pieces, strict=True)]
+
+    def _run(self, images: Tensor) -> list[Tensor]:
+        outputs = self.method.execute([images.contiguous()])
         return [torch.as_tensor(output).clone() for output in outputs]
 
 
@@ -108,38 +136,54 @@ class ExecuTorchRuntime(Runtime):
         dynamic_batch: bool = True,
         batch_size: int = 1,
     ) -> Path:
-        """int8 `.pte` of `model` by pt2e with `XNNPACKQuantizer` (see the module docstring), calibrated on
-        `batches`, exported as the fp32 file was (`batch_size`, or a dynamic batch); `fp32_path` is unused."""
+        """int8 `.pte` of `model` (`quantized_program`), calibrated on `batches`, exported as the fp32 file was
+        (`batch_size`, or a dynamic batch) and run once by executorch.runtime; `fp32_path` is unused."""
         import_executorch()
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer,
-            get_symmetric_quantization_config,
-        )
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-        if not batches:
-            raise ValueError("quantization needs at least one calibration batch")
-        calibration = torch.cat([torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)) for b in batches])
-        example = calibration[:batch_size]
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-        modules = dict(model.named_modules())
-        for scope in float_scopes:
-            if scope.strip("/") in modules:
-                quantizer.set_module_name(scope.strip("/"), None)
-        prepared = prepare_pt2e(exported_program(model, example, True).module(), quantizer)
-        with torch.no_grad():
-            for batch in torch.split(calibration, max(len(b) for b in batches)):
-                prepared(batch)
-        converted = convert_pt2e(prepared)
+        program = quantized_program(model, batches, float_scopes, dynamic_batch=dynamic_batch, batch_size=batch_size)
         int8_path = Path(int8_path)
-        write_pte(exported_program(converted, example, dynamic_batch), int8_path)
-        try:
+        write_pte(program, int8_path)
+        example = torch.from_numpy(np.ascontiguousarray(batches[0][:batch_size], dtype=np.float32))
+        try:  # the check every export gets: the file runs in the runtime an app embeds
             self.load(int8_path).run(example)
         except RuntimeError as error:
             raise ValueError(
-                f"{int8_path}: the int8 ExecuTorch program was written but does not run in executorch.runtime "
-                f"({error}); ops left outside the XNNPACK delegate (the backbone's channels-last copies, "
-                "as_strided_copy) have no int8 kernels in the pip wheel's runtime. Use --format openvino or onnx "
-                "for int8."
+                f"{int8_path}: the int8 ExecuTorch program was written but does not run in executorch.runtime ({error})"
             ) from error
         return int8_path
+
+
+def quantized_program(
+    model: nn.Module,
+    batches: Sequence[np.ndarray],
+    float_scopes: Sequence[str] = (),
+    *,
+    dynamic_batch: bool = True,
+    batch_size: int = 1,
+) -> Any:
+    """The exported int8 program of `model`, before lowering: pt2e with `XNNPACKQuantizer` (symmetric, per-channel
+    int8 weights, int8 activations) calibrated on `batches`; modules named by `float_scopes` (`/decode/`, written as
+    the ONNX scopes are) are not annotated, so they stay float."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import get_module_name_filter
+
+    if not batches:
+        raise ValueError("quantization needs at least one calibration batch")
+    calibration = [torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)) for b in batches]
+    example = calibration[0][:batch_size]
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    # `set_module_name(name, None)`, the documented way to leave a module float, asserts in ExecuTorch 1.x
+    # ("quantization_config == None is not supported yet"); a filter that skips the scopes' nodes does it
+    modules = dict(model.named_modules())
+    in_float_scope = [get_module_name_filter(s.strip("/")) for s in float_scopes if s.strip("/") in modules]
+    if in_float_scope:
+        quantizer.set_filter_function(lambda node: not any(inside(node) for inside in in_float_scope))
+    prepared = prepare_pt2e(exported_program(model, example, True).module(), quantizer)
+    with torch.no_grad():
+        for batch in calibration:
+            for piece in torch.split(batch, MAX_BATCH):  # the prepared graph keeps the export's batch range
+                prepared(piece)
+    return exported_program(convert_pt2e(prepared), example, dynamic_batch)

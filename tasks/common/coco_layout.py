@@ -240,6 +240,8 @@ def coco_layout(data: Any) -> CocoLayout:
 
 
 def coco_source(data: Any, split: str, train: bool) -> CocoSource:
-    """The source of the split a format's `build(data, split, transform, train)` is asked for: training, the val
-    split, or (any other name) the test split."""
-    return coco_layout(data).source("train" if train else "val" if split == data.val_split else "test")
+    """The source of the split a format's `build(data, split, transform, train)` is asked for, by its name: the
+    train split (also with the evaluation transform, as int8 calibration reads it), the val split, or (any other
+    name) the test split."""
+    role = "train" if train or split == data.train_split else "val" if split == data.val_split else "test"
+    return coco_layout(data).source(role)
