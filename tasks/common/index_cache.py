@@ -167,6 +167,34 @@ def _reopen(path: str, dtype: str, shape: tuple[int, ...], offset: int) -> Index
     return IndexArray.open(Path(path), dtype, shape, offset)
 
 
+def _header_meta(path: Path) -> Meta:
+    """The meta of an index file, reading its header only."""
+    with open(path, "rb") as handle:
+        prefix = handle.read(len(MAGIC) + 8)
+        if prefix[: len(MAGIC)] != MAGIC:
+            raise CorruptIndexError(f"{path} is not an index file (bad magic)")
+        return json.loads(handle.read(int.from_bytes(prefix[len(MAGIC) :], "little")))["meta"]
+
+
+def remove_orphans(folder: Path) -> int:
+    """Delete the indices (and their lock files) in `folder` whose annotation file no longer exists, so that a cache
+    shared by many datasets over time holds only live ones; returns how many were deleted (logged)."""
+    removed = 0
+    for index in folder.glob("*.idx"):
+        try:
+            source = _header_meta(index)["key"]["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable or being written: left to the reader that needs it
+        if not Path(source).exists():
+            for stale in (index, index.with_suffix(".lock")):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+            removed += 1
+    if removed:
+        logger.info("removed %d cached indices of annotation files that no longer exist from %s", removed, folder)
+    return removed
+
+
 @contextlib.contextmanager
 def _locked(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive flock on `lock_file` (created if needed); without fcntl or on a file system that refuses
@@ -240,6 +268,7 @@ def cached_index(
             logger.warning("cannot write the index cache %s (%s); using the index in memory", path, error)
             return arrays, meta
         logger.info("wrote the index of %s to %s", annotation_file, path)
+        remove_orphans(path.parent)
         return read_index(path)
     finally:
         lock.__exit__(None, None, None)

@@ -144,3 +144,21 @@ def test_an_unwritable_cache_folder_still_gives_the_index(
         arrays, _ = cached_index(annotation_file, "detection", 1, Builder(), blocker)
     assert_same(arrays)
     assert any("building in memory" in r.getMessage() for r in caplog.records)
+
+
+def test_indices_of_deleted_annotation_files_are_removed_when_a_new_one_is_written(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    files = []
+    for name in ("a", "b", "c"):
+        path = tmp_path / name / "instances_train.json"
+        path.parent.mkdir()
+        path.write_text('{"images": []}')
+        files.append(path)
+    cached_index(files[0], "detection", 1, Builder(), cache)
+    cached_index(files[1], "detection", 1, Builder(), cache)
+    files[0].unlink()
+    (cache / "indices" / "not-an-index.idx").write_bytes(b"junk")  # unreadable files are left alone
+    cached_index(files[2], "detection", 1, Builder(), cache)
+    left = sorted(p.name for p in (cache / "indices").glob("*.idx"))
+    assert left == sorted([index_path(f, "detection", cache).name for f in files[1:]] + ["not-an-index.idx"])
+    assert not index_path(files[0], "detection", cache).with_suffix(".lock").exists()
