@@ -19,6 +19,9 @@ in XNNPACK's int8 kernels; with a dynamic batch the flatten before the classifie
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,8 +44,24 @@ INSTALL = "pip install -e '.[executorch]'"
 MAX_BATCH = 64  # the upper bound of a dynamic batch
 
 
+# executorch's own notices that a user cannot act on: its legacy importlib.resources calls and its pybindings'
+# "experimental" note (filtered by message and module, and not at all when the user chose -W or PYTHONWARNINGS)
+_NOTICES = (
+    (r"(read_text|read_binary|open_text) is deprecated\. Use files\(\) instead", r"(executorch\..*|importlib\..*)"),
+    (r"This API is experimental and subject to change", r"executorch\..*"),
+)
+
+
+def quiet_executorch_notices() -> None:
+    """Filter `_NOTICES` unless the user chose their own warning filters."""
+    if not (sys.warnoptions or os.environ.get("PYTHONWARNINGS")):
+        for message, module in _NOTICES:
+            warnings.filterwarnings("ignore", message=message, module=module)
+
+
 def import_executorch() -> Any:
-    """`executorch.runtime`."""
+    """`executorch.runtime`, with `_NOTICES` filtered."""
+    quiet_executorch_notices()
     return optional_import("executorch.runtime", "--format executorch needs the executorch package", INSTALL)
 
 
@@ -163,6 +182,7 @@ def quantized_program(
     """The exported int8 program of `model`, before lowering: pt2e with `XNNPACKQuantizer` (symmetric, per-channel
     int8 weights, int8 activations) calibrated on `batches`; modules named by `float_scopes` (`/decode/`, written as
     the ONNX scopes are) are not annotated, so they stay float."""
+    quiet_executorch_notices()
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
