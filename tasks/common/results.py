@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pytorch_lightning as pl
 from matplotlib.figure import Figure
@@ -110,16 +111,20 @@ class ResultsCallback(Callback):
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
         ax = axes[len(panels)]
-        for name in sorted(self.epochs):
+        colours = matplotlib.colormaps["tab20"].colors  # COCO's 13 metrics need more than the default 10 colours
+        for index, name in enumerate(sorted(self.epochs)):
             epochs, values = zip(*self.epochs[name], strict=True)
             bold = name == monitor
-            ax.plot(epochs, values, marker="o", linewidth=2.2 if bold else 0.9, label=name, zorder=3 if bold else 2)
+            ax.plot(
+                epochs, values, marker="o", linewidth=2.2 if bold else 0.9, label=name, zorder=3 if bold else 2,
+                color=colours[index % len(colours)],
+            )  # fmt: skip
         ax.set_title(f"validation (monitored: {monitor})" if monitor else "validation")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if self.epochs:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # beside the curves
         for unused in axes[count:]:
             unused.set_visible(False)
         return figure
