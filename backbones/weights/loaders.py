@@ -147,10 +147,14 @@ def check_build_options(name: str, weights: str | Path | None, options: Mapping[
         needs = ", ".join(f"{key}={value!r}" for key, value in wrong.items())
         has = ", ".join(f"{key}={options.get(key)!r}" for key in wrong)
         flags = " ".join(f"--model.{key} {_flag_value(value)}" for key, value in wrong.items())
-        raise ValueError(
+        raise WeightsVariantError(
             f"weights {entry.tag!r} of {name} ({entry.source}'s) need {needs}; this model has {has}: "
             f"pass {needs} ({flags})"
         )
+
+
+class WeightsVariantError(ValueError):
+    """Named weights asked of a model variant they were not trained for (`check_build_options`)."""
 
 
 def _flag_value(value: Any) -> str:

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from backbones import list_backbones
 from backbones.weights import find_weights
+from backbones.weights.loaders import WeightsVariantError
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.datamodule import DatasetNotFoundError
@@ -296,8 +297,9 @@ def run_cli(
 ) -> Any:
     """`python -m tasks.<task> {fit,validate,test,predict,export}`; `args` (a list) lets tests drive it in-process.
 
-    From the command line (`args` None), data that is not where the arguments say (DatasetNotFoundError) ends the
-    run with its message as one `error: ...` line, as argument errors do, not a traceback.
+    From the command line (`args` None), data that is not where the arguments say (DatasetNotFoundError) and named
+    weights asked of another model variant (WeightsVariantError) end the run with their message as one `error: ...`
+    line, as argument errors do, not a traceback.
 
     LightningCLI has no custom subcommands, so `export` goes to `deploy.cli` first; imported here, so that importing
     `tasks` never imports `deploy`.
@@ -317,7 +319,7 @@ def run_cli(
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )
-    except DatasetNotFoundError as error:
+    except (DatasetNotFoundError, WeightsVariantError) as error:
         if args is not None:
             raise  # driven from Python: the caller gets the exception itself
         raise SystemExit(f"error: {error}") from None

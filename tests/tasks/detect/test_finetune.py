@@ -4,6 +4,7 @@ which keep torchvision's fresh initialisation and are named in one log line; any
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 import torch
@@ -142,9 +143,16 @@ def test_named_coco_weights_without_reduced_tail_is_one_clear_error_before_any_d
         build_detector("v3_large", 91, weights="coco")
     assert str(error.value) == expected
     coco = ["--backbone", "v3_large", "--width", "1.0", "--model.weights", "coco"]
-    with pytest.raises(ValueError) as error:  # the CLI, at the model's instantiation
+    with pytest.raises(ValueError) as error:  # the CLI driven from Python, at the model's instantiation
         run(tmp_path, "fit", *coco, *synthetic(tmp_path))
     assert str(error.value) == expected
+    from tasks.detect.task import main
+
+    command = ["tasks.detect", "fit", *coco, *synthetic(tmp_path), "--trainer.default_root_dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", command)
+    with pytest.raises(SystemExit) as exit_info:  # the command line: one error line
+        main()
+    assert exit_info.value.code == f"error: {expected}"
 
 
 def test_cli_fit_with_a_task_checkpoint_of_another_class_count(tmp_path, caplog):
