@@ -22,6 +22,10 @@ from tasks.detect.task import DetectionTask
 from tasks.segment.data.module import SegmentationDataModule
 from tasks.segment.task import SegmentationTask
 
+# the trainer flags of every in-process CLI test: CPU, no loggers, no progress bar
+QUIET_CPU_TRAINER = ["--trainer.accelerator", "cpu", "--trainer.logger", "false"]
+QUIET_CPU_TRAINER += ["--trainer.enable_progress_bar", "false"]
+
 
 def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm non-trivial statistics and affine terms, so that eps and key maps matter."""

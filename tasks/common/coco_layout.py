@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pytorch_lightning.utilities import rank_zero_info
 
-from tasks.common.datamodule import DEFAULT_VAL_FRACTION, DatasetNotFoundError, validation_mask
+from tasks.common.datamodule import DEFAULT_VAL_FRACTION, DatasetNotFoundError, split_role, validation_mask
 
 SPLIT_NAMES: dict[str, tuple[str, ...]] = {
     "train": ("train", "train2017"),
@@ -240,8 +240,5 @@ def coco_layout(data: Any) -> CocoLayout:
 
 
 def coco_source(data: Any, split: str, train: bool) -> CocoSource:
-    """The source of the split a format's `build(data, split, transform, train)` is asked for, by its name: the
-    train split (also with the evaluation transform, as int8 calibration reads it), the val split, or (any other
-    name) the test split."""
-    role = "train" if train or split == data.train_split else "val" if split == data.val_split else "test"
-    return coco_layout(data).source(role)
+    """The source of the split a format's `build(data, split, transform, train)` is asked for (`split_role`)."""
+    return coco_layout(data).source(split_role(data, split, train))

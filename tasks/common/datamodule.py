@@ -53,6 +53,15 @@ def validation_mask(count: int, fraction: float, source: str) -> np.ndarray:
     return mask
 
 
+def split_role(data: Any, split: str, train: bool) -> Literal["train", "val", "test"]:
+    """Which of the data's splits a format's `build(data, split, transform, train)` is asked for, by name: the train
+    split (also with the evaluation transform, as int8 calibration reads it), the val split, or (any other name)
+    the test split."""
+    if train or split == data.train_split:
+        return "train"
+    return "val" if split == data.val_split else "test"
+
+
 @dataclass(frozen=True)
 class HeldOutSplit:
     """A validation split drawn from data that has none (`validation_mask`): what a dataset built from its

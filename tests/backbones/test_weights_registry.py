@@ -29,7 +29,7 @@ from backbones.weights.__main__ import build_model, table
 from backbones.weights.categories import COCO_CATEGORIES, IMAGENET_CATEGORIES, VOC_CATEGORIES
 from backbones.weights.download import MIRROR_VARIABLE, cache_dir
 from tasks.detect.model import build_detector
-from tests.helpers import randomize_norms
+from tests.helpers import QUIET_CPU_TRAINER, randomize_norms
 
 BUILT_IN = list_weights()
 IMAGENET = {"mean": registry.IMAGENET_MEAN, "std": registry.IMAGENET_STD, "categories": IMAGENET_CATEGORIES}
@@ -352,7 +352,7 @@ def _detector_entry(hub: Path, tag: str) -> Path:
 
 
 CLI_ARGS = ["--backbone", "v3_small", "--width", "0.5", "--data.batch_size", "2", "--data.num_workers", "0"]
-CLI_ARGS += ["--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+CLI_ARGS += QUIET_CPU_TRAINER
 
 
 def _validate(tmp_path: Path, *args: str):

@@ -10,7 +10,7 @@ import torchvision
 from tasks.classify.task import main
 from tasks.common.checkpointing import AtomicCheckpointIO
 from tasks.common.cli import last_checkpoint_path
-from tests.helpers import save_state_dict
+from tests.helpers import QUIET_CPU_TRAINER, save_state_dict
 from tests.tasks.classify.fixtures import write_image, write_image_folder
 
 SMALL = [
@@ -24,12 +24,7 @@ SMALL = [
     "4",
     "--data.num_workers",
     "0",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
+    *QUIET_CPU_TRAINER,
 ]
 CLASSES = {"n01440764": 3, "n02102040": 3, "n03000684": 2}
 

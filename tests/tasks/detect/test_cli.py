@@ -9,6 +9,7 @@ from PIL import Image
 
 from tasks.common.cli import last_checkpoint_path
 from tasks.detect.task import DetectionTask, main
+from tests.helpers import QUIET_CPU_TRAINER
 from tests.tasks.detect.fixtures import write_coco_dataset, write_voc_dataset
 
 SMALL = [
@@ -22,12 +23,7 @@ SMALL = [
     "2",
     "--data.num_workers",
     "0",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
+    *QUIET_CPU_TRAINER,
 ]
 
 

@@ -16,13 +16,13 @@ import torch
 from tasks.common.cli import last_checkpoint_path
 from tasks.common.datamodule import VAL_SPLIT_FILE
 from tasks.detect.task import main
-from tests.helpers import write_noise_images
+from tests.helpers import QUIET_CPU_TRAINER, write_noise_images
 from tests.tasks.detect.data.layouts import COCO_LAYOUTS, named_arguments, named_files, voc_without_lists
 
 TINY = [
     "--backbone", "v3_small", "--width", "0.5",
     "--data.image_size", "64", "--data.batch_size", "2", "--data.num_workers", "0",
-    "--trainer.accelerator", "cpu", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+    *QUIET_CPU_TRAINER,
     "--trainer.enable_model_summary", "false", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
 ]  # fmt: skip
 LAYOUTS = [*COCO_LAYOUTS, "named_files", "voc_without_lists"]

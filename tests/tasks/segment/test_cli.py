@@ -8,6 +8,7 @@ from PIL import Image
 
 from tasks.common.cli import last_checkpoint_path
 from tasks.segment.task import main
+from tests.helpers import QUIET_CPU_TRAINER
 from tests.tasks.segment.fixtures import write_coco_segmentation, write_voc_segmentation
 
 SMALL = [
@@ -23,12 +24,7 @@ SMALL = [
     "2",
     "--data.num_workers",
     "0",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
+    *QUIET_CPU_TRAINER,
 ]
 
 

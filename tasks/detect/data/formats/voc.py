@@ -31,7 +31,7 @@ from pycocotools.coco import COCO
 from pytorch_lightning.utilities import rank_zero_info
 
 from tasks.common.categories import BACKGROUND, VOC_CLASS_NAMES, VOC_CLASSES
-from tasks.common.datamodule import DEFAULT_VAL_FRACTION, HeldOutSplit, validation_mask
+from tasks.common.datamodule import DEFAULT_VAL_FRACTION, HeldOutSplit, split_role, validation_mask
 from tasks.common.images import load_rgb
 from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.records import AnnotatedImages, DetectionRecord
@@ -264,7 +264,7 @@ def voc_label_to_category_id(data: Any) -> dict[int, int]:
 def build_voc(data: Any, split: str, transform: Any, train: bool) -> VocDetection:
     """One split; a folder without ImageSets/ gives its held-out split's train part to training, its val part to
     validation and test."""
-    part = ("train" if train else "val") if without_lists(data.data_root) else "all"
+    part = ("train" if split_role(data, split, train) == "train" else "val") if without_lists(data.data_root) else "all"
     return VocDetection(
         data.data_root,
         split,

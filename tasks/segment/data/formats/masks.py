@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from pytorch_lightning.utilities import rank_zero_info
 
-from tasks.common.datamodule import DataFormat, DatasetNotFoundError
+from tasks.common.datamodule import DataFormat, DatasetNotFoundError, split_role
 from tasks.common.images import IMAGE_EXTENSIONS, UnreadableImageError, load_rgb
 from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.masks import MissingMaskError, SegmentationDataset, check_mask, load_mask
@@ -113,13 +113,6 @@ def split_folders(data: Any, role: str, split: str) -> SplitFolders:
     rank_zero_info(folders.describe(role, split))
     found[role, split] = folders
     return folders
-
-
-def role_of(data: Any, split: str, train: bool) -> str:
-    """Which folder arguments serve `split`: train for training, test for a set test_split, else val."""
-    if train:
-        return "train"
-    return "test" if data.test_split is not None and split == data.test_split != data.val_split else "val"
 
 
 def split_of(data: Any, role: str) -> str | None:
@@ -285,7 +278,7 @@ class MaskFolderSegmentation(SegmentationDataset):
 # -- the "masks" format of the data module ---------------------------------------------------------------------------
 def build_masks(data: Any, split: str, transform: Any, train: bool) -> MaskFolderSegmentation:
     """One split from its folder arguments or the layout found under root."""
-    folders = split_folders(data, role_of(data, split, train), split)
+    folders = split_folders(data, split_role(data, split, train), split)
     return MaskFolderSegmentation(
         folders.images,
         folders.masks,

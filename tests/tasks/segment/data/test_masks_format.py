@@ -18,6 +18,7 @@ from tasks.segment.data.masks import InvalidMaskError, MissingMaskError, save_pa
 from tasks.segment.data.module import SegmentationDataModule
 from tasks.segment.data.transforms import IGNORE_INDEX
 from tasks.segment.task import main
+from tests.helpers import QUIET_CPU_TRAINER
 
 CLASSES = ["background", "road", "car"]
 WIDTH, HEIGHT = 40, 32
@@ -116,12 +117,7 @@ SMALL = [
     "2",
     "--data.num_workers",
     "0",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.logger",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
+    *QUIET_CPU_TRAINER,
     "--trainer.fast_dev_run",
     "1",
 ]
