@@ -9,8 +9,8 @@ temporary folder (or `--root`, kept with `--keep`), then measures, each set-up i
 - set-up (first): `DetectionDataModule(format="coco").setup("fit")` plus the val split's `coco_gt` (validation
   reads it), with an empty cache folder; the process's RSS growth over it (psutil);
 - set-up (cached): the same in a new process, the index cache now written;
-- the DataLoader's 2 workers' private memory (psutil `memory_full_info().uss`, summed) after 10 batches and after
-  `--batches` batches of 32 at 320 px, and images/s between them.
+- the DataLoader's 2 workers' private memory (psutil `memory_full_info().uss`, summed; the median over batches 6-10
+  and over the last 5) after 10 batches and after `--batches` batches of 32 at 320 px, and images/s between them.
 
 Goals (issue 14): cached set-up <= 5 s; first <= 35 s; growth from set-up <= 600 MB; workers' growth from
 batch 10 to 1,200 <= 50 MB.
@@ -153,17 +153,26 @@ def measure(root: Path, cache: Path, batches: int, batch_size: int, workers: int
         "images": len(data.train_dataset),
     }
     if batches:
-        loader = data.train_dataloader()
-        iterator = iter(loader)
-        for _ in range(10):
+        iterator = iter(data.train_dataloader())
+
+        def workers_uss_over(count: int) -> float:
+            """The median of the workers' summed USS after each of the next `count` batches: one sample would
+            depend on whether a worker holds a finished batch (32 x 3 x 320 x 320 float32 = 39 MB) just then."""
+            samples = []
+            for _ in range(count):
+                next(iterator)
+                samples.append(sum(workers_uss()) / MB)
+            return float(np.median(samples))
+
+        for _ in range(5):
             next(iterator)
-        result["uss_10_mb"] = sum(workers_uss()) / MB
+        result["uss_10_mb"] = workers_uss_over(5)  # batches 6-10
         start = time.perf_counter()
-        for _ in range(batches - 10):
+        for _ in range(batches - 15):
             next(iterator)
         elapsed = time.perf_counter() - start
-        result["uss_end_mb"] = sum(workers_uss()) / MB
-        result["images_per_s"] = (batches - 10) * batch_size / elapsed
+        result["uss_end_mb"] = workers_uss_over(5)  # the last 5
+        result["images_per_s"] = (batches - 15) * batch_size / elapsed
         del iterator
     return result
 

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from tasks.common.coco import class_names_of, coco_tables, load_coco, read_coco_categories, read_coco_json
+from tasks.common.coco import (
+    class_names_of,
+    coco_tables,
+    load_coco,
+    read_coco_categories,
+    read_coco_json_without_segmentation,
+)
 from tasks.common.coco_layout import FILE_ARGUMENTS, CocoSource, coco_layout, coco_source
 from tasks.common.datamodule import HeldOutSplit
 from tasks.common.index_cache import Arrays, Meta, cached_index
@@ -55,7 +61,7 @@ def build_detection_index(annotation_file: Path) -> tuple[Arrays, Meta]:
     """The flat detection records of a COCO file: images sorted by id, boxes x1 y1 x2 y2 clipped to their image,
     those under 1 px dropped (counted in meta["dropped_boxes"] unless crowd), labels 1..K by category id, crowd
     flags as `ignore`; no polygons. Errors: see CocoDetection."""
-    document = read_coco_json(annotation_file)
+    document = read_coco_json_without_segmentation(annotation_file)
     if not document.get("categories"):
         raise ValueError(f"{annotation_file} has no 'categories'; at least one is required")
     tables = coco_tables(document, annotation_file)

@@ -192,9 +192,17 @@ def test_corrupt_image_is_skipped_and_counted(coco_root: Path, caplog: pytest.Lo
     assert sum("val_0002.jpg" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_coco_gt_is_the_annotation_file(coco_root: Path) -> None:
+def test_coco_gt_is_the_annotation_file_without_masks(coco_root: Path) -> None:
+    def add_polygons(document: dict[str, Any]) -> None:
+        for annotation in document["annotations"]:
+            x, y, w, h = annotation["bbox"]
+            annotation["segmentation"] = [[x, y, x + w, y, x + w, y + h]]
+
+    edit_coco_annotations(coco_root, "val", add_polygons)
     dataset = _dataset(coco_root)
     reference = COCO(str(coco_root / "annotations" / "instances_val.json"))
+    for annotation in reference.dataset["annotations"]:
+        annotation["segmentation"] = None  # box evaluation reads no masks
     assert isinstance(dataset.coco_gt, COCO)
     assert dataset.coco_gt.dataset == reference.dataset
     document = json.loads((coco_root / "annotations" / "instances_val.json").read_text())
@@ -277,7 +285,7 @@ def test_second_set_up_reads_the_cache_not_the_json(coco_root: Path, monkeypatch
     first = _dataset(coco_root)
     assert first._coco_gt is None  # pycocotools' index only when evaluation asks for it
     calls: list[Path] = []
-    monkeypatch.setattr(coco_format, "read_coco_json", lambda path: calls.append(path) or {})
+    monkeypatch.setattr(coco_format, "read_coco_json_without_segmentation", lambda path: calls.append(path) or {})
     second = _dataset(coco_root)
     assert calls == []
     assert_records_equal(list(second.records), list(first.records))
@@ -288,8 +296,10 @@ def test_second_set_up_reads_the_cache_not_the_json(coco_root: Path, monkeypatch
 def test_the_cache_is_rebuilt_when_the_file_changes(coco_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _dataset(coco_root)
     parsed: list[Path] = []
-    original = coco_format.read_coco_json
-    monkeypatch.setattr(coco_format, "read_coco_json", lambda path: parsed.append(path) or original(path))
+    original = coco_format.read_coco_json_without_segmentation
+    monkeypatch.setattr(
+        coco_format, "read_coco_json_without_segmentation", lambda path: parsed.append(path) or original(path)
+    )
     edit_coco_annotations(coco_root, "val", lambda d: _add_annotation(d, 1, [1.0, 2.0, 30.0, 30.0], 90))
     path = coco_root / "annotations" / "instances_val.json"
     stat = path.stat()
