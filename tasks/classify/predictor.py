@@ -4,9 +4,9 @@
     results = classifier.predict(["a.jpg", pil_image])  # [{labels, scores, names} (best first, k of each), ...]
     imagenet = Classifier.from_weights("v3_large")  # its "imagenet" weights, with their crop and ImageNet's names
 
-Images go through the data module's evaluation transform with the checkpoint's resolution, crop_pct, mean and std
-(`ClassificationEvalTransform`: shorter side to R / crop_pct, centre crop R); named weights set R to their crop
-size and crop_pct so that the shorter side is their resize size (the interpolation is the data module's).
+Images go through the data module's evaluation transform with the checkpoint's resolution, crop_pct, interpolation,
+mean and std (`ClassificationEvalTransform`: shorter side to R / crop_pct, centre crop R); named weights set R to
+their crop size, crop_pct so that the shorter side is their resize size, and their interpolation.
 `ClassificationTask.predict_step` uses `top_classes` below, so `python -m tasks.classify predict` ranks the same
 classes.
 """
@@ -50,7 +50,7 @@ class Classifier(Predictor):
     `predict_video` writes the top class and its score on each frame."""
 
     task = "classify"
-    preprocessing = ("resolution", "crop_pct", "mean", "std")
+    preprocessing = ("resolution", "crop_pct", "interpolation", "mean", "std")
     top_k = TOP_K
 
     @classmethod
@@ -61,7 +61,13 @@ class Classifier(Predictor):
     def weights_preprocessing(cls, entry: WeightsEntry) -> dict[str, Any]:
         resize = entry.resize_size or entry.image_size
         crop_pct = fit_crop_pct(entry.image_size, resize)
-        return {"resolution": entry.image_size, "crop_pct": crop_pct, "mean": entry.mean, "std": entry.std}
+        return {
+            "resolution": entry.image_size,
+            "crop_pct": crop_pct,
+            "interpolation": entry.interpolation,
+            "mean": entry.mean,
+            "std": entry.std,
+        }
 
     def prepare(self, image: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
         return self.transform(image), {}

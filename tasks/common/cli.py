@@ -21,6 +21,7 @@ from backbones.weights.loaders import WeightsVariantError
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.datamodule import DatasetNotFoundError
+from tasks.common.predictor import fit_crop_pct
 from tasks.common.resume import ExactResume
 from tasks.common.task import TaskModule
 
@@ -60,16 +61,22 @@ class TaskCLI(LightningCLI):
 
     def _preprocessing_from_weights(self, config: Any) -> None:
         """Named weights (`--model.weights coco`, `--model.backbone_weights imagenet`) bring their preprocessing:
-        the data's mean/std (and input size) come from the registry entry unless set explicitly; an explicit
-        setting that contradicts the weights is kept, with a warning naming both."""
+        the data's mean/std and interpolation (and input size and crop) come from the registry entry unless set
+        explicitly; an explicit setting that contradicts the weights is kept, with a warning naming both."""
         names = {"weights": self.weights_name.format_map(_Keys(config)), "backbone_weights": config.get("backbone")}
         found = ((arg, find_weights(name, config.get(f"model.{arg}"))) for arg, name in names.items())
         arg, entry = next(((a, e) for a, e in found if e is not None), (None, None))
         if entry is None:
             return
-        settings: dict[str, Any] = {"data.mean": list(entry.mean), "data.std": list(entry.std)}
+        settings: dict[str, Any] = {
+            "data.mean": list(entry.mean),
+            "data.std": list(entry.std),
+            "data.interpolation": entry.interpolation,  # where the data module resizes by name (classification)
+        }
         if self.weights_image_size and arg == "weights":  # a backbone's ImageNet size is not the detector's
             settings[self.weights_image_size] = entry.image_size
+            if entry.resize_size:  # the classifier's evaluation resize before its crop
+                settings["data.crop_pct"] = fit_crop_pct(entry.image_size, entry.resize_size)
         explicit = self._explicitly_set(config, self.subcommand)
         if self.subcommand == "predict" and arg == "weights" and entry.categories and not config.get("ckpt_path"):
             # predicting with published weights alone: their classes are the model's (COCO's 91, VOC's 21, ...)

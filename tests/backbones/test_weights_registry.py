@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import cv2
 import numpy as np
 import pytest
 import timm
@@ -28,6 +29,7 @@ from backbones.weights import get_weights, list_weights, register_weights, regis
 from backbones.weights.__main__ import build_model, table
 from backbones.weights.categories import COCO_CATEGORIES, IMAGENET_CATEGORIES, VOC_CATEGORIES
 from backbones.weights.download import MIRROR_VARIABLE, cache_dir
+from tasks.classify.data.transforms import eval_resize_side
 from tasks.detect.model import build_detector
 from tests.helpers import QUIET_CPU_TRAINER, randomize_norms
 
@@ -394,3 +396,33 @@ def test_predict_with_named_weights_alone_names_classes_by_their_categories(tmp_
     predict = ["predict", *CLI_ARGS, "--model.weights", "named_classes", "--data.predict_root", str(images)]
     cli = main([*predict, "--trainer.default_root_dir", str(tmp_path)])
     assert cli.model.class_names == list(categories) and cli.datamodule.class_names == list(categories)
+
+
+def test_the_classification_cli_takes_crop_and_interpolation_from_the_named_weights(tmp_path, hub):
+    """timm-style weights (bicubic, resized to 73 before a 64 px crop) bring their resize, crop and interpolation,
+    which the evaluation transform then applies."""
+    from tasks.classify.task import main
+
+    hub.mkdir(parents=True, exist_ok=True)
+    path = hub / "v3_small_bicubic.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None, num_classes=8).state_dict(), path)
+    url = f"http://127.0.0.1:{closed_port()}/{path.name}"
+    register_weights(
+        "v3_small", "bicubic_like", url=url, sha256=sha256(path), mean=(0.5,) * 3, std=(0.5,) * 3, image_size=64,
+        resize_size=73, interpolation="bicubic",
+    )  # fmt: skip
+    data = ["--data.cache_dir", str(tmp_path / "data"), "--data.synthetic_train_images", "8"]
+    data += ["--data.synthetic_val_images", "8", "--data.batch_size", "4", "--data.num_workers", "0"]
+    cli = main(
+        ["validate", "--backbone", "v3_small", "--model.weights", "bicubic_like", *data, *QUIET_CPU_TRAINER]
+        + ["--trainer.default_root_dir", str(tmp_path)]
+    )
+    data_module = cli.datamodule
+    assert data_module.interpolation == "bicubic" and data_module.resolution == 64
+    assert eval_resize_side(64, data_module.crop_pct) == 73
+    transform = data_module.eval_transform()
+    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    resized = cv2.resize(image, (97, 73), interpolation=cv2.INTER_CUBIC)  # shorter side 73
+    crop = resized[4:68, 16:80].astype(np.float32) / 255.0
+    expected = torch.from_numpy((crop - 0.5) / 0.5).permute(2, 0, 1)
+    torch.testing.assert_close(transform(image), expected, atol=1e-5, rtol=0)

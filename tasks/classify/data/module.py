@@ -19,7 +19,9 @@ from tasks.classify.data.transforms import (
     AugmentPolicy,
     ClassificationEvalTransform,
     ClassificationTrainTransform,
+    Interpolation,
     check_train_options,
+    cv2_interpolation,
     eval_resize_side,
 )
 from tasks.common.datamodule import TaskDataModule
@@ -44,6 +46,8 @@ class ClassificationDataModule(TaskDataModule):
         predict_root: a folder of images for `predict`, walked recursively.
         resolution: side R of every image the model sees (train crops and eval centre crops).
         crop_pct: evaluation resizes the shorter side to int(R / crop_pct), then centre-crops R.
+        interpolation: how training crops and evaluation resizes sample: "bilinear" (torchvision), "bicubic"
+            (timm), "nearest". Named weights (`--model.weights`) set it, with their crop and normalisation.
         scale, hflip, color_jitter, augment_policy, random_erasing: training augmentation (see
             tasks/classify/data/transforms.py); "trivial" is TrivialAugment.
         batch_size: training batch size; eval_batch_size: val/test/predict batch size.
@@ -69,6 +73,7 @@ class ClassificationDataModule(TaskDataModule):
         class_names: list[str] | None = None,
         resolution: int = 128,
         crop_pct: float = 0.875,
+        interpolation: Interpolation = "bilinear",
         scale: tuple[float, float] = (0.08, 1.0),
         hflip: float = 0.5,
         color_jitter: float = 0.0,
@@ -88,6 +93,7 @@ class ClassificationDataModule(TaskDataModule):
         super().__init__()  # saves and checks the arguments
         check_train_options(resolution, scale, hflip, color_jitter, augment_policy, random_erasing)
         eval_resize_side(resolution, crop_pct)  # validates crop_pct now, not at setup
+        cv2_interpolation(interpolation)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values (RGB), std all > 0; got mean={mean}, std={std}")
 
@@ -102,7 +108,10 @@ class ClassificationDataModule(TaskDataModule):
             random_erasing=self.random_erasing,
             mean=tuple(self.mean),
             std=tuple(self.std),
+            interpolation=self.interpolation,
         )
 
     def eval_transform(self) -> ClassificationEvalTransform:
-        return ClassificationEvalTransform(self.resolution, self.crop_pct, tuple(self.mean), tuple(self.std))
+        return ClassificationEvalTransform(
+            self.resolution, self.crop_pct, tuple(self.mean), tuple(self.std), self.interpolation
+        )

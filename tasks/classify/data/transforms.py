@@ -3,6 +3,7 @@
 Training (references/classification/presets.py): RandomResizedCrop to R (scale, ratio 3/4-4/3), horizontal flip,
 optional colour jitter, optional TrivialAugment-style policy, normalise, random erasing, tensor. Evaluation: the
 shorter side resized to int(R / crop_pct) (torchvision's resize = crop / 0.875: 256 for R = 224), centre crop R.
+Both resize with `interpolation`: bilinear as torchvision, bicubic as timm's weights were trained and evaluated.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from albumentations.pytorch import ToTensorV2
 
 AugmentPolicy = Literal["none", "trivial"]
 AUGMENT_POLICIES: tuple[str, ...] = get_args(AugmentPolicy)
+# How resizes sample, by the names weights entries use (torchvision's "bilinear", timm's "bicubic").
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+CV2_INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 CROP_RATIO: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
 
 # TrivialAugmentWide's magnitude ranges (torchvision.transforms.TrivialAugmentWide._augmentation_space); each op's
@@ -38,6 +42,13 @@ def eval_resize_side(resolution: int, crop_pct: float) -> int:
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
     return int(resolution / crop_pct)
+
+
+def cv2_interpolation(name: str) -> int:
+    """OpenCV's flag for an interpolation name; ValueError listing the valid names."""
+    if name not in CV2_INTERPOLATION:
+        raise ValueError(f"interpolation {name!r} is not one of {list(CV2_INTERPOLATION)}")
+    return CV2_INTERPOLATION[name]
 
 
 def trivial_augment(fill: Sequence[float]) -> A.OneOf:
@@ -84,10 +95,14 @@ class ClassificationTrainTransform:
         random_erasing: float = 0.0,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: Interpolation = "bilinear",
     ) -> None:
         check_train_options(resolution, scale, hflip, color_jitter, augment_policy, random_erasing)
+        resize = cv2_interpolation(interpolation)
         steps: list[A.BasicTransform | A.BaseCompose] = [
-            A.RandomResizedCrop(size=(resolution, resolution), scale=tuple(scale), ratio=CROP_RATIO, p=1.0),
+            A.RandomResizedCrop(
+                size=(resolution, resolution), scale=tuple(scale), ratio=CROP_RATIO, interpolation=resize, p=1.0
+            ),
         ]
         if hflip > 0:
             steps.append(A.HorizontalFlip(p=hflip))
@@ -120,12 +135,14 @@ class ClassificationEvalTransform:
         crop_pct: float = 0.875,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: Interpolation = "bilinear",
     ) -> None:
         if resolution < 1:
             raise ValueError(f"resolution must be >= 1 pixel, got {resolution}")
+        side = eval_resize_side(resolution, crop_pct)
         self.compose = A.Compose(
             [
-                A.SmallestMaxSize(max_size=eval_resize_side(resolution, crop_pct), p=1.0),
+                A.SmallestMaxSize(max_size=side, interpolation=cv2_interpolation(interpolation), p=1.0),
                 A.CenterCrop(resolution, resolution, p=1.0),
                 A.Normalize(mean=tuple(mean), std=tuple(std)),
                 ToTensorV2(),

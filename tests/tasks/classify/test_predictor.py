@@ -37,7 +37,7 @@ def test_same_top_classes_as_the_datamodule_path(trained, tmp_path):
     paths = write_noise_images(tmp_path / "images", SIZES)
     expected = datamodule_predictions("classify", checkpoint, data, tmp_path / "images", tmp_path / "out")
     classifier = Classifier.from_checkpoint(checkpoint)
-    recorded = {"resolution": SIZE, "crop_pct": 0.75, "mean": data.mean, "std": data.std}
+    recorded = {"resolution": SIZE, "crop_pct": 0.75, "interpolation": "bilinear", "mean": data.mean, "std": data.std}
     assert classifier.preprocessing_arguments == recorded
     arrays = [np.array(Image.open(p)) for p in paths]
     tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in arrays]

@@ -162,7 +162,7 @@ def test_classifier_from_named_weights_crops_as_the_entry_and_names_imagenet_cla
     classifier = Classifier.from_weights("v3_small", "test_in1k")
     arguments = classifier.preprocessing_arguments
     assert classifier.weights is entry
-    assert arguments == {"resolution": 64, "crop_pct": arguments["crop_pct"], **IMAGENET}
+    assert arguments == {"resolution": 64, "crop_pct": arguments["crop_pct"], "interpolation": "bilinear", **IMAGENET}
     assert eval_resize_side(64, arguments["crop_pct"]) == 73  # the entry's resize, then its 64 px crop
     assert classifier.class_names == list(IMAGENET_CATEGORIES)
     images = noise_images([(80, 100), (120, 90)])
