@@ -8,14 +8,16 @@ class dimension, and then keep the head's fresh initialisation (`load_strict`'s 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
 from backbones.builder import MobileNetBackbone
+from backbones.registry import variant_options
 from backbones.weights.keymaps import (
     DETECTOR_KEYMAPS,
     SEGMENTER_KEYMAPS,
@@ -25,7 +27,7 @@ from backbones.weights.keymaps import (
     detect_format,
     leaf_map,
 )
-from backbones.weights.reader import load_strict, read_state_dict
+from backbones.weights.reader import checked_state_dict, load_file, load_strict, recorded_backbone_options
 from backbones.weights.registry import find_weights
 
 
@@ -34,16 +36,37 @@ class Checkpoint:
     path: Path
     format: str
     state_dict: dict[str, Tensor]
+    recorded_options: Mapping[str, Any] = field(default_factory=dict)  # what one of our Lightning files records
 
     def spec_options(self, name: str) -> dict[str, Any]:
-        return dict(SOURCE_OPTIONS.get(self.format, {}).get(name, {}))
+        """The variant the weights were trained as: the source's parity settings, or what our checkpoint records."""
+        return {**SOURCE_OPTIONS.get(self.format, {}).get(name, {}), **self.recorded_options}
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """A MobileNet state dict (or a training checkpoint holding one) and its detected source format."""
+    """A MobileNet state dict (or a training checkpoint holding one), its detected source format and the backbone
+    options a Lightning checkpoint of ours records."""
     path = Path(path)
-    state_dict = read_state_dict(path)
-    return Checkpoint(path, detect_format(state_dict, path), state_dict)
+    loaded = load_file(path)
+    state_dict = checked_state_dict(loaded, path)
+    return Checkpoint(path, detect_format(state_dict, path), state_dict, recorded_backbone_options(loaded))
+
+
+def check_recorded_options(backbone: MobileNetBackbone, recorded: Mapping[str, Any], path: Path) -> None:
+    """A task model built as another variant than the one its weights file records (`recorded_backbone_options`):
+    one error naming the options and the flag that builds the recorded variant. Built in front of weights it was
+    not trained with (e.g. ReLU where timm's V1 has ReLU6), a network loads without a misfit and computes
+    something else."""
+    name = backbone.spec.name
+    built = {**variant_options(name), **getattr(backbone, "variant_options", {})}
+    wrong = {key: value for key, value in recorded.items() if built.get(key) != value}
+    if wrong:
+        needs = ", ".join(f"{key}={value!r}" for key, value in wrong.items())
+        has = ", ".join(f"{key}={built.get(key)!r}" for key in wrong)
+        raise WeightsVariantError(
+            f"{path} was trained with backbone options {needs}; this model has {has}: pass "
+            f"--model.backbone_options '{json.dumps(dict(recorded))}' (backbone_options={dict(recorded)!r})"
+        )
 
 
 def load_checkpoint(model: nn.Module, checkpoint: Checkpoint) -> None:
@@ -118,8 +141,10 @@ def load_task_weights(model: nn.Module, path: str | Path, keymaps: Sequence[Task
     log line names them; any other misfit is the strict error.
     """
     path = Path(path)
-    state = read_state_dict(path, f"{kind} weights")
+    loaded = load_file(path, f"{kind} weights")
+    state = checked_state_dict(loaded, path)
     if STEM_WEIGHT in state:
+        check_recorded_options(model.backbone, recorded_backbone_options(loaded), path)
         load_strict(model, state, path, replaceable=class_layers(model))
         return
     for keymap in keymaps:

@@ -41,10 +41,23 @@ def model_state(obj: Any) -> Any:
     return obj
 
 
+def recorded_backbone_options(obj: Any) -> dict[str, Any]:
+    """The backbone variant options one of the tasks' Lightning checkpoints records (`TaskModule`: e.g. timm's
+    `norm_eps` and V1's `activation` when trained from timm's weights); {} for any other file."""
+    hyper_parameters = obj.get("hyper_parameters") if isinstance(obj, dict) else None
+    options = hyper_parameters.get("backbone_options") if isinstance(hyper_parameters, dict) else None
+    return dict(options) if isinstance(options, dict) else {}
+
+
 def read_state_dict(path: str | Path, kind: str = "weights") -> dict[str, Tensor]:
     """The network's state dict in the file at `path`: read with weights_only=True, then unwrapped."""
+    return checked_state_dict(load_file(path, kind), path)
+
+
+def checked_state_dict(loaded: Any, path: str | Path) -> dict[str, Tensor]:
+    """The network's state dict in what `load_file` read from `path`, unwrapped; errors name the file."""
     path = Path(path)
-    obj = model_state(load_file(path, kind))
+    obj = model_state(loaded)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
     others = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, Tensor)]
