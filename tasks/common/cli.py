@@ -26,6 +26,11 @@ from tasks.common.resume import ExactResume
 from tasks.common.task import TaskModule
 
 
+class ArgumentValueError(ValueError):
+    """An argument value rejected while the CLI builds the model, data module and trainer (`TaskCLI`); the
+    rejecting error is its `__cause__`."""
+
+
 class TaskCLI(LightningCLI):
     """`python -m tasks.<task> {fit,validate,test,predict} --backbone v3_large [--width 0.75] [--config ...]`.
 
@@ -155,6 +160,15 @@ class TaskCLI(LightningCLI):
             target = f"data.{key}"
             if target in config and not explicit(target, *[s for t, s in data_sources.items() if t == target]):
                 config[target] = value
+
+    def instantiate_classes(self) -> None:
+        """A value that the model, the data module or the trainer rejects while being built from the arguments
+        (`--width 0`, an unknown `--model.backbone_options` key, `--data.val_fraction 2`) is an argument error:
+        `ArgumentValueError`, which `run_cli` ends with as one line."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            raise ArgumentValueError(str(error)) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """Atomic checkpoint writes unless the config names its own plugins (an instance default would not
@@ -304,9 +318,10 @@ def run_cli(
 ) -> Any:
     """`python -m tasks.<task> {fit,validate,test,predict,export}`; `args` (a list) lets tests drive it in-process.
 
-    From the command line (`args` None), data that is not where the arguments say (DatasetNotFoundError) and named
-    weights asked of another model variant (WeightsVariantError) end the run with their message as one `error: ...`
-    line, as argument errors do, not a traceback.
+    From the command line (`args` None), data that is not where the arguments say (DatasetNotFoundError), named
+    weights asked of another model variant (WeightsVariantError) and any value the model, data module or trainer
+    rejects while being built (ArgumentValueError) end the run with their message as one `error: ...` line, as
+    argument errors do, not a traceback.
 
     LightningCLI has no custom subcommands, so `export` goes to `deploy.cli` first; imported here, so that importing
     `tasks` never imports `deploy`.
@@ -326,7 +341,9 @@ def run_cli(
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )
-    except (DatasetNotFoundError, WeightsVariantError) as error:
-        if args is not None:
-            raise  # driven from Python: the caller gets the exception itself
+    except (DatasetNotFoundError, WeightsVariantError, ArgumentValueError) as error:
+        if args is not None:  # driven from Python: the caller gets the exception itself
+            if isinstance(error, ArgumentValueError):
+                raise error.__cause__ from None
+            raise
         raise SystemExit(f"error: {error}") from None

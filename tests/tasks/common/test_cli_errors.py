@@ -1,0 +1,30 @@
+"""A value that the model, the data module or the trainer rejects while the CLI builds them is one `error:` line on
+the command line, not a traceback; driven from Python (`main([...])`), the caller gets the rejecting exception."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from tasks.detect.task import main
+
+REJECTED = [
+    (["--width", "0"], ValueError, "error: width must be positive, got 0.0"),
+    (["--model.backbone_options", '{"foo": 1}'], TypeError, "error: backbone 'v3_small' got unknown option(s) ['foo']"),
+    (["--data.val_fraction", "2"], ValueError, "error: val_fraction must be in (0, 1), got 2.0"),
+]
+
+
+@pytest.mark.parametrize("flags, kind, line", REJECTED)
+def test_a_rejected_value_is_one_error_line(tmp_path, monkeypatch, flags, kind, line):
+    args = ["fit", "--backbone", "v3_small", "--data.cache_dir", str(tmp_path), *flags]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tasks.detect", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    message = str(exit_info.value.code)
+    assert message.startswith(line) and "\n" not in message
+    with pytest.raises(kind, match=re.escape(line.removeprefix("error: "))):
+        main(args)
