@@ -22,7 +22,7 @@ from torch import Tensor
 
 from backbones.weights.registry import WeightsEntry
 from tasks.classify.outputs import TOP_K
-from tasks.common.predictor import Predictor, fit_crop_pct
+from tasks.common.predictor import Predictor, weights_crop_pct
 
 
 def top_classes(logits: Tensor, k: int, class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -59,11 +59,9 @@ class Classifier(Predictor):
 
     @classmethod
     def weights_preprocessing(cls, entry: WeightsEntry) -> dict[str, Any]:
-        resize = entry.resize_size or entry.image_size
-        crop_pct = fit_crop_pct(entry.image_size, resize)
         return {
             "resolution": entry.image_size,
-            "crop_pct": crop_pct,
+            "crop_pct": weights_crop_pct(entry),
             "interpolation": entry.interpolation,
             "mean": entry.mean,
             "std": entry.std,

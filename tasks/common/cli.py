@@ -21,7 +21,7 @@ from backbones.weights.loaders import WeightsVariantError
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.datamodule import DatasetNotFoundError
-from tasks.common.predictor import fit_crop_pct
+from tasks.common.predictor import weights_crop_pct
 from tasks.common.resume import ExactResume
 from tasks.common.task import TaskModule
 
@@ -80,8 +80,7 @@ class TaskCLI(LightningCLI):
         }
         if self.weights_image_size and arg == "weights":  # a backbone's ImageNet size is not the detector's
             settings[self.weights_image_size] = entry.image_size
-            if entry.resize_size:  # the classifier's evaluation resize before its crop
-                settings["data.crop_pct"] = fit_crop_pct(entry.image_size, entry.resize_size)
+            settings["data.crop_pct"] = weights_crop_pct(entry)  # where the data module crops (classification)
         explicit = self._explicitly_set(config, self.subcommand)
         if self.subcommand == "predict" and arg == "weights" and entry.categories and not config.get("ckpt_path"):
             # predicting with published weights alone: their classes are the model's (COCO's 91, VOC's 21, ...)

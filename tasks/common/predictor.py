@@ -308,6 +308,11 @@ def fit_crop_pct(image_size: int, resize_size: int) -> float:
     return crop_pct
 
 
+def weights_crop_pct(entry: WeightsEntry) -> float:
+    """The crop fraction of a classifier entry: its resize size (or none: its input size) before its crop."""
+    return fit_crop_pct(entry.image_size, entry.resize_size or entry.image_size)
+
+
 # -- the predictor ---------------------------------------------------------------------------------------------------
 class Predictor:
     """A trained task on raw inputs (see the module docstring). Subclasses: `Detector`, `Segmenter`, `Classifier`."""
