@@ -1,4 +1,5 @@
-"""Checkpoints of torchvision and timm, saved from randomly initialised models, give their exact outputs."""
+"""Checkpoints of torchvision and timm, saved from randomly initialised models, give their exact outputs: equal up to
+float32 summation order, relative to the outputs' scale (`tests.helpers.assert_parity`)."""
 
 import pytest
 import timm
@@ -12,9 +13,8 @@ from backbones.weights import load_detector_weights, load_segmenter_weights
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel
 from heads.ssdlite import SSDLite
-from tests.helpers import randomize_norms, save_state_dict
+from tests.helpers import assert_parity, randomize_norms, save_state_dict
 
-TOLERANCE = 1e-4
 SOURCES = [
     ("v2", "torchvision", "mobilenet_v2"),
     ("v3_large", "torchvision", "mobilenet_v3_large"),
@@ -40,16 +40,6 @@ def reference_features(model: nn.Module, source: str, name: str, x: torch.Tensor
     return features(x)
 
 
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
-def scaled_diff(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    """Max abs difference relative to the reference's scale (feature maps reach ~10; float32 sums differ
-    in order between memory layouts)."""
-    return max_abs_diff(ours, reference) / max(1.0, reference.abs().max().item())
-
-
 @pytest.mark.parametrize("name, source, arch", SOURCES, ids=[f"{s}-{a}" for _, s, a in SOURCES])
 def test_classifier_logits_equal_the_source(tmp_path, name, source, arch):
     reference = reference_model(source, arch)
@@ -59,8 +49,29 @@ def test_classifier_logits_equal_the_source(tmp_path, name, source, arch):
     with torch.no_grad():
         expected, logits = reference(x), ours(x)
     assert expected.abs().max() > 0.01  # a comparison of near-zero outputs would prove nothing
-    assert max_abs_diff(logits, expected) <= TOLERANCE
+    assert_parity(logits, expected)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+V3_SOURCES = [row for row in SOURCES if row[0].startswith("v3")]
+
+
+@pytest.mark.parametrize("name, source, arch", V3_SOURCES, ids=[f"{s}-{a}" for _, s, a in V3_SOURCES])
+def test_a_wrong_norm_eps_fails_the_parity_check(tmp_path, name, source, arch):
+    """The parity check above tells the source's batch-norm eps from another: V3 built with timm's 1e-5 against
+    torchvision's weights (or torchvision's 1e-3 against timm's) gives logits that `assert_parity` rejects."""
+    reference = reference_model(source, arch)
+    path = save_state_dict(reference, tmp_path / f"{arch}.pth")
+    eps = {module.eps for module in reference.modules() if isinstance(module, nn.BatchNorm2d)}
+    assert eps == {1e-3 if source == "torchvision" else 1e-5}
+    wrong = 1e-5 if source == "torchvision" else 1e-3
+    ours = create_classifier(name, weights=path, norm_eps=wrong).eval()
+    assert {m.eps for m in ours.modules() if isinstance(m, nn.BatchNorm2d)} == {wrong}
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        expected, logits = reference(x), ours(x)
+    with pytest.raises(AssertionError, match="Tensor-likes are not close"):
+        assert_parity(logits, expected)
 
 
 @pytest.mark.parametrize("name, source, arch", SOURCES, ids=[f"{s}-{a}" for _, s, a in SOURCES])
@@ -70,7 +81,7 @@ def test_backbone_gets_the_feature_layers(tmp_path, name, source, arch):
     backbone = create_backbone(name, weights=path).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        assert scaled_diff(backbone(x)[-1], reference_features(reference, source, name, x)) <= TOLERANCE
+        assert_parity(backbone(x)[-1], reference_features(reference, source, name, x))
 
 
 @pytest.mark.parametrize("name, arch", [(n, a) for n, s, a in SOURCES if s == "timm"])
@@ -85,7 +96,7 @@ def test_every_tap_equals_timm_features_only(tmp_path, name, arch):
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         for ours, theirs in zip(backbone(x), features_only(x), strict=True):
-            assert scaled_diff(ours, theirs) <= TOLERANCE
+            assert_parity(ours, theirs)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +117,7 @@ def test_torchvision_variants_and_widths(tmp_path, name, arch, kwargs):
     ours = create_classifier(name, width=kwargs.get("width_mult", 1.0), weights=path, **options).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
-        assert max_abs_diff(ours(x), reference(x)) <= TOLERANCE
+        assert_parity(ours(x), reference(x))
 
 
 @pytest.mark.parametrize("name, arch", [("v3_large", "mobilenet_v3_large"), ("v3_small", "mobilenet_v3_small")])
@@ -120,7 +131,7 @@ def test_output_stride_16_equals_torchvision_dilated(tmp_path, name, arch):
         expected = dilated.features(x)
         last = backbone(x)[-1]
     assert backbone.feature_info.reduction()[-1] == 16 and expected.shape[-1] == 128 // 16
-    assert scaled_diff(last, expected) <= TOLERANCE
+    assert_parity(last, expected)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +161,7 @@ def test_in_chans_adapts_pretrained_stem(tmp_path):
     gray = create_backbone("v3_small", in_chans=1, weights=path).eval()
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():  # one channel with summed weights == the same image repeated as RGB
-        assert scaled_diff(gray(x)[-1], reference.features(x.repeat(1, 3, 1, 1))) <= TOLERANCE
+        assert_parity(gray(x)[-1], reference.features(x.repeat(1, 3, 1, 1)))
     four = create_backbone("v3_small", in_chans=4, weights=path)
     assert four.stem.conv.weight.shape[1] == 4
 
@@ -176,7 +187,7 @@ def test_another_class_count_keeps_everything_but_a_new_final_layer(tmp_path, ca
     with torch.no_grad():  # everything before the final layer is the checkpoint's
         expected = torch.flatten(F.adaptive_avg_pool2d(reference.features(x), 1), 1)
         pooled = torch.flatten(F.adaptive_avg_pool2d(ours.head.conv(ours.backbone(x)[-1]), 1), 1)
-    assert max_abs_diff(pooled, expected) <= TOLERANCE
+    assert_parity(pooled, expected)
     assert ours.head.fc.weight.shape == (3, 1280)
     assert create_backbone("v2", weights=path)  # the backbone ignores the head
 
