@@ -20,6 +20,7 @@ from torch import nn
 from backbones import create_classifier
 from backbones.fuse import fuse
 from benchmarks.peers import PEERS
+from benchmarks.results import recorded
 
 
 @torch.inference_mode()
@@ -56,23 +57,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--backbones", nargs="+", default=list(PEERS))
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, eval, median ms")
-    header = (
-        f"{'backbone':<9} {'batch':>5} | {'ours':>7} {'torchvision':>11} {'timm':>7} | {'ours/faster peer':>16} | "
-        f"{'faster peer in channels-last':>28} {'ratio':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    for name in args.backbones:
-        for batch in args.batches:
-            ms = benchmark(name, batch, args.size, args.rounds, args.warmup)
-            faster = min(value for key, value in ms.items() if key in PEERS[name])
-            faster_cl = min(value for key, value in ms.items() if key.endswith("_cl"))
-            tv = f"{ms['torchvision']:>11.2f}" if "torchvision" in ms else f"{'-':>11}"
-            print(
-                f"{name:<9} {batch:>5} | {ms['ours']:>7.2f} {tv} {ms['timm']:>7.2f} | {ms['ours'] / faster:>16.3f} | "
-                f"{faster_cl:>28.2f} {ms['ours'] / faster_cl:>6.3f}"
-            )
+    with recorded(__file__, argv):
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, eval, median ms")
+        header = (
+            f"{'backbone':<9} {'batch':>5} | {'ours':>7} {'torchvision':>11} {'timm':>7} | {'ours/faster peer':>16} | "
+            f"{'faster peer in channels-last':>28} {'ratio':>6}"
+        )
+        print(header)
+        print("-" * len(header))
+        for name in args.backbones:
+            for batch in args.batches:
+                ms = benchmark(name, batch, args.size, args.rounds, args.warmup)
+                faster = min(value for key, value in ms.items() if key in PEERS[name])
+                faster_cl = min(value for key, value in ms.items() if key.endswith("_cl"))
+                tv = f"{ms['torchvision']:>11.2f}" if "torchvision" in ms else f"{'-':>11}"
+                print(
+                    f"{name:<9} {batch:>5} | {ms['ours']:>7.2f} {tv} {ms['timm']:>7.2f} | "
+                    f"{ms['ours'] / faster:>16.3f} | "
+                    f"{faster_cl:>28.2f} {ms['ours'] / faster_cl:>6.3f}"
+                )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from backbones import create_classifier
 from benchmarks.peers import TIMM_NAMES
+from benchmarks.results import recorded
 
 SIZE = 224
 NUM_CLASSES = 1000
@@ -55,15 +56,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
-    print(
-        f"training at {SIZE}x{SIZE}, batch {args.batch}, {NUM_CLASSES} classes, SGD, {torch.get_num_threads()} "
-        f"threads, median of {args.steps} steps"
-    )
-    print(f"{'backbone':<10} {'ours img/s':>11} {'timm img/s':>11} {'ours/timm':>10}")
-    for name in args.backbones:
-        rate = training_rates(name, args.steps, args.warmup, args.batch)
-        print(f"{name:<10} {rate['ours']:>11.1f} {rate['timm']:>11.1f} {rate['ours'] / rate['timm']:>10.3f}")
-    print("goal: ours/timm >= 1.0")
+    with recorded(__file__, argv):
+        print(
+            f"training at {SIZE}x{SIZE}, batch {args.batch}, {NUM_CLASSES} classes, SGD, {torch.get_num_threads()} "
+            f"threads, median of {args.steps} steps"
+        )
+        print(f"{'backbone':<10} {'ours img/s':>11} {'timm img/s':>11} {'ours/timm':>10}")
+        for name in args.backbones:
+            rate = training_rates(name, args.steps, args.warmup, args.batch)
+            print(f"{name:<10} {rate['ours']:>11.1f} {rate['timm']:>11.1f} {rate['ours'] / rate['timm']:>10.3f}")
+        print("goal: ours/timm >= 1.0")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from faster_coco_eval import COCOeval_faster
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from benchmarks.results import recorded
 from tasks.detect.metrics.coco import COCO_STAT_NAMES, CocoEvaluator
 
 #: COCO's 80 category ids: 1..90 with ten gaps.
@@ -148,28 +149,29 @@ def main(argv: list[str] | None = None) -> None:
         coco_gt.dataset = gt
         coco_gt.createIndex()
     results = result_dicts(image_ids, outputs, label_to_category_id)
-    print(
-        f"case: {len(gt['images'])} images, {len(gt['annotations'])} boxes "
-        f"({sum(a['iscrowd'] for a in gt['annotations'])} crowd), {len(results)} detections, "
-        f"{len(gt['categories'])} categories"
-    )
+    with recorded(__file__, argv):
+        print(
+            f"case: {len(gt['images'])} images, {len(gt['annotations'])} boxes "
+            f"({sum(a['iscrowd'] for a in gt['annotations'])} crowd), {len(results)} detections, "
+            f"{len(gt['categories'])} categories"
+        )
 
-    rows: dict[str, tuple[float, list[float]]] = {}
-    # each reference gets its own copy of the results: loadRes adds fields to the dicts it is given
-    rows["faster-coco-eval"] = timed(run_faster, gt, [dict(r) for r in results])
-    rows["ours (CocoEvaluator)"] = timed(run_ours, coco_gt, image_ids, outputs, label_to_category_id)
-    if not args.skip_pycocotools:
-        rows["pycocotools"] = timed(run_pycocotools, coco_gt, [dict(r) for r in results])
+        rows: dict[str, tuple[float, list[float]]] = {}
+        # each reference gets its own copy of the results: loadRes adds fields to the dicts it is given
+        rows["faster-coco-eval"] = timed(run_faster, gt, [dict(r) for r in results])
+        rows["ours (CocoEvaluator)"] = timed(run_ours, coco_gt, image_ids, outputs, label_to_category_id)
+        if not args.skip_pycocotools:
+            rows["pycocotools"] = timed(run_pycocotools, coco_gt, [dict(r) for r in results])
 
-    faster_time = rows["faster-coco-eval"][0]
-    reference = rows.get("pycocotools", rows["faster-coco-eval"])[1]
-    print(f"{'evaluator':<22} {'time s':>8} {'x faster-coco-eval':>19} {'AP':>8}  max |stat - reference|")
-    for name, (seconds, stats) in rows.items():
-        diff = max(abs(a - b) for a, b in zip(stats, reference, strict=True))
-        print(f"{name:<22} {seconds:>8.2f} {seconds / faster_time:>19.2f} {stats[0]:>8.4f}  {diff:.1e}")
-    print("reference: " + ("pycocotools" if "pycocotools" in rows else "faster-coco-eval"))
-    ours = rows["ours (CocoEvaluator)"][1]
-    print("stats (ours): " + ", ".join(f"{n}={v:.4f}" for n, v in zip(COCO_STAT_NAMES, ours, strict=True)))
+        faster_time = rows["faster-coco-eval"][0]
+        reference = rows.get("pycocotools", rows["faster-coco-eval"])[1]
+        print(f"{'evaluator':<22} {'time s':>8} {'x faster-coco-eval':>19} {'AP':>8}  max |stat - reference|")
+        for name, (seconds, stats) in rows.items():
+            diff = max(abs(a - b) for a, b in zip(stats, reference, strict=True))
+            print(f"{name:<22} {seconds:>8.2f} {seconds / faster_time:>19.2f} {stats[0]:>8.4f}  {diff:.1e}")
+        print("reference: " + ("pycocotools" if "pycocotools" in rows else "faster-coco-eval"))
+        ours = rows["ours (CocoEvaluator)"][1]
+        print("stats (ours): " + ", ".join(f"{n}={v:.4f}" for n, v in zip(COCO_STAT_NAMES, ours, strict=True)))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results import recorded
+
 TRAIN_IMAGES = 118_287
 TRAIN_INSTANCES = 862_677
 VAL_IMAGES = 5_000
@@ -244,11 +246,12 @@ def main(argv: list[str] | None = None) -> None:
             ("workers' USS growth (MB)", f"{cached['uss_end_mb'] - cached['uss_10_mb']:.0f}", "<= 50"),
             (f"images/s ({args.batch_size} x {args.image_size} px)", f"{cached['images_per_s']:.0f}", ""),
         ]
-        print(f"{cached['images']} training images, batches of {args.batch_size}, {args.workers} workers")
-        width = max(len(name) for name, _, _ in rows)
-        print(f"{'measure':<{width}}  {'value':>8}  goal")
-        for name, value, goal in rows:
-            print(f"{name:<{width}}  {value:>8}  {goal}")
+        with recorded(__file__, argv):
+            print(f"{cached['images']} training images, batches of {args.batch_size}, {args.workers} workers")
+            width = max(len(name) for name, _, _ in rows)
+            print(f"{'measure':<{width}}  {'value':>8}  goal")
+            for name, value, goal in rows:
+                print(f"{name:<{width}}  {value:>8}  {goal}")
     finally:
         if temporary or not args.keep:
             shutil.rmtree(root / "coco" if not temporary else root, ignore_errors=True)

@@ -46,6 +46,7 @@ from backbones import create_classifier
 from backbones.fuse import fuse
 from backbones.profile import count_madds
 from benchmarks.peers import PEERS  # the first peer is also exported to ONNX
+from benchmarks.results import recorded
 from deploy.quantize import quantize_onnx
 from deploy.runtimes import INPUT_NAME
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session
@@ -198,24 +199,28 @@ def main(argv: list[str] | None = None) -> None:
     import onnxruntime
     import openvino
 
-    print(
-        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
-        f"{args.threads} threads, {args.size}x{args.size}, median ms of {args.rounds} rounds of {args.repeat} calls; "
-        "ours built from the exported peer's weights"
-    )
-    for batch in args.batch_sizes:
-        rows = []
-        with tempfile.TemporaryDirectory() as folder:
-            for name in args.backbones:
-                madds = count_madds(create_classifier(name), args.size) * batch
-                runners, difference = build_runners(name, args.size, batch, args.threads, Path(folder), args.executorch)
-                ms = benchmark(runners, args.rounds, args.warmup, args.repeat)
-                rate = 2 * MATMUL_SIZE**3 / (ms["matmul"] / 1000) / 1e9  # GFLOP/s
-                limit = 2 * madds / (rate * 1e9) * 1000  # ms
-                rows.append((name, madds, ms, limit, rate, difference))
-        print_onnx_table(batch, rows)
-        print_runtime_table(batch, rows, args.executorch)
-        print_best_table(batch, rows)
+    with recorded(__file__, argv):
+        print(
+            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
+            f"{args.threads} threads, {args.size}x{args.size}, median ms of {args.rounds} rounds of {args.repeat} "
+            "calls; "
+            "ours built from the exported peer's weights"
+        )
+        for batch in args.batch_sizes:
+            rows = []
+            with tempfile.TemporaryDirectory() as folder:
+                for name in args.backbones:
+                    madds = count_madds(create_classifier(name), args.size) * batch
+                    runners, difference = build_runners(
+                        name, args.size, batch, args.threads, Path(folder), args.executorch
+                    )
+                    ms = benchmark(runners, args.rounds, args.warmup, args.repeat)
+                    rate = 2 * MATMUL_SIZE**3 / (ms["matmul"] / 1000) / 1e9  # GFLOP/s
+                    limit = 2 * madds / (rate * 1e9) * 1000  # ms
+                    rows.append((name, madds, ms, limit, rate, difference))
+            print_onnx_table(batch, rows)
+            print_runtime_table(batch, rows, args.executorch)
+            print_best_table(batch, rows)
 
 
 def print_onnx_table(batch: int, rows: list[Row]) -> None:

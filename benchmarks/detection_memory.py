@@ -16,6 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from benchmarks.results import recorded
 from tasks.detect.task import main as detect_main
 
 
@@ -67,12 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     # the CLI imports this module by name, apart from `__main__`: match the class by name
     (monitor,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == PeakMemoryPerEpoch.__name__]
-    print(f"{'epoch':>5} {'main MB':>8} {'workers MB':>11} {'total MB':>9}")
-    for epoch, (main_mb, workers_mb) in enumerate(monitor.peaks):
-        print(f"{epoch:>5} {main_mb:>8.0f} {workers_mb:>11.0f} {main_mb + workers_mb:>9.0f}")
-    first = sum(monitor.peaks[0])
-    growth = max(sum(p) for p in monitor.peaks[1:]) - first if len(monitor.peaks) > 1 else 0.0
-    print(f"largest growth after epoch 0: {growth:+.0f} MB ({growth / first:+.1%}; goal: no growth beyond noise)")
+    with recorded(__file__, argv):
+        print(f"{'epoch':>5} {'main MB':>8} {'workers MB':>11} {'total MB':>9}")
+        for epoch, (main_mb, workers_mb) in enumerate(monitor.peaks):
+            print(f"{epoch:>5} {main_mb:>8.0f} {workers_mb:>11.0f} {main_mb + workers_mb:>9.0f}")
+        first = sum(monitor.peaks[0])
+        growth = max(sum(p) for p in monitor.peaks[1:]) - first if len(monitor.peaks) > 1 else 0.0
+        print(f"largest growth after epoch 0: {growth:+.0f} MB ({growth / first:+.1%}; goal: no growth beyond noise)")
 
 
 if __name__ == "__main__":

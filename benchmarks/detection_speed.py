@@ -18,6 +18,7 @@ import time
 import torch
 import torchvision
 
+from benchmarks.results import recorded
 from tasks.detect.data.module import DetectionDataModule
 from tasks.detect.model import build_detector
 
@@ -115,19 +116,20 @@ def main(argv: list[str] | None = None) -> None:
             break
     data_rate = loader_batches * args.batch / (time.perf_counter() - start)
 
-    print(
-        f"SSDLite v3_large, 91 classes, {SIZE}x{SIZE}, batch {args.batch}, {torch.get_num_threads()} threads, "
-        f"median of {args.steps} steps"
-    )
-    print(f"{'model':<12} {'images/s':>9} {'peak RSS MB':>12}")
-    for name in models:
-        print(f"{name:<12} {rate[name]:>9.2f} {memory[name]:>12.0f}")
-    print(f"throughput ours/torchvision: {rate['ours'] / rate['torchvision']:.3f} (goal >= 1.0)")
-    print(f"memory ours/torchvision: {memory['ours'] / memory['torchvision']:.3f} (goal <= 1.0)")
-    print(
-        f"data pipeline alone (2 workers): {data_rate:.1f} images/s = {data_rate / rate['ours']:.2f}x "
-        "our training rate (goal >= 2)"
-    )
+    with recorded(__file__, argv):
+        print(
+            f"SSDLite v3_large, 91 classes, {SIZE}x{SIZE}, batch {args.batch}, {torch.get_num_threads()} threads, "
+            f"median of {args.steps} steps"
+        )
+        print(f"{'model':<12} {'images/s':>9} {'peak RSS MB':>12}")
+        for name in models:
+            print(f"{name:<12} {rate[name]:>9.2f} {memory[name]:>12.0f}")
+        print(f"throughput ours/torchvision: {rate['ours'] / rate['torchvision']:.3f} (goal >= 1.0)")
+        print(f"memory ours/torchvision: {memory['ours'] / memory['torchvision']:.3f} (goal <= 1.0)")
+        print(
+            f"data pipeline alone (2 workers): {data_rate:.1f} images/s = {data_rate / rate['ours']:.2f}x "
+            "our training rate (goal >= 2)"
+        )
 
 
 if __name__ == "__main__":

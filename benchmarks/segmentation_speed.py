@@ -22,6 +22,7 @@ import torchvision
 from torch import nn
 
 from backbones.fuse import fuse
+from benchmarks.results import recorded
 from tasks.segment.model import build_segmenter
 
 NUM_CLASSES = 21
@@ -99,20 +100,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=480)
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
-    print(
-        f"V3-Large, {NUM_CLASSES} classes, output stride 16, {torch.get_num_threads()} threads; latency: batch 1 "
-        f"at {LATENCY_SIZE}x{LATENCY_SIZE}, median of {args.rounds}; training: batch {args.batch} at "
-        f"{args.crop}x{args.crop}, median of {args.steps} steps"
-    )
-    print(f"{'head':<10} {'ours ms':>8} {'tv ms':>8} {'latency':>8} {'ours img/s':>11} {'tv img/s':>9} {'training':>9}")
-    for head in args.heads:
-        ms = {name: 1000 * value for name, value in latency(head, args.rounds, args.warmup).items()}
-        rate = training_rate(head, args.steps, args.warmup, args.batch, args.crop)
+    with recorded(__file__, argv):
         print(
-            f"{head:<10} {ms['ours']:>8.1f} {ms['torchvision']:>8.1f} {ms['ours'] / ms['torchvision']:>8.3f} "
-            f"{rate['ours']:>11.2f} {rate['torchvision']:>9.2f} {rate['ours'] / rate['torchvision']:>9.3f}"
+            f"V3-Large, {NUM_CLASSES} classes, output stride 16, {torch.get_num_threads()} threads; latency: batch 1 "
+            f"at {LATENCY_SIZE}x{LATENCY_SIZE}, median of {args.rounds}; training: batch {args.batch} at "
+            f"{args.crop}x{args.crop}, median of {args.steps} steps"
         )
-    print("latency = ours/torchvision time (goal <= 1.0); training = ours/torchvision images/s (goal >= 1.0)")
+        print(
+            f"{'head':<10} {'ours ms':>8} {'tv ms':>8} {'latency':>8} {'ours img/s':>11} {'tv img/s':>9} "
+            f"{'training':>9}"
+        )
+        for head in args.heads:
+            ms = {name: 1000 * value for name, value in latency(head, args.rounds, args.warmup).items()}
+            rate = training_rate(head, args.steps, args.warmup, args.batch, args.crop)
+            print(
+                f"{head:<10} {ms['ours']:>8.1f} {ms['torchvision']:>8.1f} {ms['ours'] / ms['torchvision']:>8.3f} "
+                f"{rate['ours']:>11.2f} {rate['torchvision']:>9.2f} {rate['ours'] / rate['torchvision']:>9.3f}"
+            )
+        print("latency = ours/torchvision time (goal <= 1.0); training = ours/torchvision images/s (goal >= 1.0)")
 
 
 if __name__ == "__main__":
