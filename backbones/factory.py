@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from backbones.builder import MobileNetBackbone, build_backbone, init_weights
-from backbones.classifier import MobileNetClassifier
+from backbones.classifier import ClassificationHead, MobileNetClassifier
 from backbones.layers import MEMORY_FORMAT, make_divisible
 from backbones.registry import get_spec
 from backbones.spec import NetworkSpec
 from backbones.weights import Checkpoint, load_checkpoint, read_checkpoint, resolve_weights
-from heads.classification import ClassificationHead
 
 
 def create_backbone(

@@ -1,5 +1,3 @@
-"""Deployment: export through one `Runtime` interface (`deploy.runtimes`: onnx, torchscript), int8 quantization.
-
-Kept import-light: `tasks.<task>.main` imports `deploy.cli` to dispatch `export`, and `deploy.export` imports the
-tasks (inside functions), so nothing here imports `deploy.export` at module level.
-"""
+"""Deployment runtimes (`deploy.runtimes`: onnx, torchscript, openvino, executorch, litert): a network, example
+inputs and a path in, a checked runnable file out, and int8 through each runtime's `quantize`. This package knows
+nothing of tasks: `python -m tasks.<task> export` (tasks/common/export.py, int8.py) calls it."""

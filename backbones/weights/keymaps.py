@@ -1,13 +1,13 @@
 """Key maps from torchvision's and timm's checkpoints to this project's module names.
 
 A source's format is detected from its keys. The backbone maps are derived from our module structure, so one
-map serves every width and variant. The task maps split a torchvision SSDLite or DeepLabV3/LR-ASPP state dict
-into a torchvision MobileNet backbone state dict (loaded through the backbone map) and a head state dict.
+map serves every width and variant. A task's own map (`TaskKeymap`, in
+`tasks/<task>/weights.py`) splits a whole-model state dict into a backbone state dict in a source's format
+(loaded through these maps) and a head state dict.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ SOURCE_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _BLOCK_PARTS = ("expand", "depthwise", "squeeze_excite", "project")
-_CONV_NORM = {"0": "conv", "1": "norm"}  # torchvision's Conv2dNormActivation children
+TORCHVISION_CONV_NORM = {"0": "conv", "1": "norm"}  # torchvision's Conv2dNormActivation children
 StateDict = dict[str, Tensor]
 
 
@@ -127,46 +127,3 @@ class TaskKeymap:
     source: str
     marker: str
     split: Callable[[nn.Module, StateDict, Path], tuple[StateDict, StateDict]]
-
-
-def _split_torchvision_ssdlite(model: nn.Module, state: StateDict, path: Path) -> tuple[StateDict, StateDict]:
-    # torchvision splits the backbone at the C4 block's expansion: features.0 = everything up to and including
-    # that expansion, features.1 = the rest of that block, then the remaining blocks
-    c4 = int(model.backbone.feature_info[0].module.split(".")[1]) + 1  # index in torchvision's `features`
-    backbone, head = {}, {}
-    for key, value in state.items():
-        if match := re.fullmatch(r"backbone\.features\.0\.(\d+)\.(.+)", key):
-            index, rest = int(match[1]), match[2]
-            backbone[f"features.{index}.{rest}" if index < c4 else f"features.{c4}.block.0.{rest}"] = value
-        elif match := re.fullmatch(r"backbone\.features\.1\.0\.(\d+)\.(.+)", key):
-            backbone[f"features.{c4}.block.{match[1]}.{match[2]}"] = value  # slicing keeps the block indices
-        elif match := re.fullmatch(r"backbone\.features\.1\.(\d+)\.(.+)", key):
-            backbone[f"features.{c4 + int(match[1])}.{match[2]}"] = value
-        elif match := re.fullmatch(r"backbone\.extra\.(\d+)\.(\d+)\.([01])\.(.+)", key):
-            head[f"extra.{match[1]}.{match[2]}.{_CONV_NORM[match[3]]}.{match[4]}"] = value
-        elif match := re.fullmatch(r"head\.(classification|regression)_head\.module_list\.(\d+)\.0\.([01])\.(.+)", key):
-            head[f"{match[1]}.{match[2]}.0.{_CONV_NORM[match[3]]}.{match[4]}"] = value
-        elif match := re.fullmatch(r"head\.(classification|regression)_head\.module_list\.(\d+)\.1\.(.+)", key):
-            head[f"{match[1]}.{match[2]}.1.{match[3]}"] = value
-        else:
-            raise RuntimeError(f"{path}: unexpected key {key!r} for a torchvision SSDLite checkpoint")
-    return backbone, head
-
-
-def _split_torchvision_segmentation(model: nn.Module, state: StateDict, path: Path) -> tuple[StateDict, StateDict]:
-    # torchvision keeps the MobileNet's `features` indices under `backbone.`; LR-ASPP's head is `classifier.*`,
-    # DeepLabV3's head is `classifier.*` and `aux_classifier.*` as in ours
-    backbone, head = {}, {}
-    lraspp = any(k.startswith("classifier.cbr.") for k in state)
-    for key, value in state.items():
-        if key.startswith("backbone."):
-            backbone["features." + key.removeprefix("backbone.")] = value
-        else:
-            head[key.removeprefix("classifier.") if lraspp else key] = value
-    return backbone, head
-
-
-# torchvision's ssdlite320_mobilenet_v3_large
-DETECTOR_KEYMAPS = (TaskKeymap("torchvision", "backbone.features.0.0.0.weight", _split_torchvision_ssdlite),)
-# torchvision's deeplabv3_mobilenet_v3_large (with or without aux) and lraspp_mobilenet_v3_large
-SEGMENTER_KEYMAPS = (TaskKeymap("torchvision", "backbone.0.0.weight", _split_torchvision_segmentation),)

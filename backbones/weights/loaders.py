@@ -19,8 +19,6 @@ from torch import Tensor, nn
 from backbones.builder import MobileNetBackbone
 from backbones.registry import variant_options
 from backbones.weights.keymaps import (
-    DETECTOR_KEYMAPS,
-    SEGMENTER_KEYMAPS,
     SOURCE_OPTIONS,
     STEM_WEIGHT,
     TaskKeymap,
@@ -184,13 +182,3 @@ class WeightsVariantError(ValueError):
 
 def _flag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def load_detector_weights(model: nn.Module, path: str | Path) -> None:
-    """An SSDLite: torchvision's `ssdlite320_mobilenet_v3_large` state dict or one of ours."""
-    load_task_weights(model, path, DETECTOR_KEYMAPS, "detector")
-
-
-def load_segmenter_weights(model: nn.Module, path: str | Path) -> None:
-    """A SegmentationModel: torchvision's deeplabv3_/lraspp_mobilenet_v3_large state dicts or one of ours."""
-    load_task_weights(model, path, SEGMENTER_KEYMAPS, "segmenter")

@@ -2,7 +2,9 @@
 
 As torchvision's `Weights` (URL + transforms + meta) and timm's `pretrained_cfg`, an entry is data. The built-in
 entries below use the same public `register_weights` call that a team uses for its own hosted checkpoints.
-`weights=` arguments take a tag of this registry, a URL or a local path; `resolve_weights` turns any of the three
+The backbones' ImageNet entries are registered below; each task registers its own models' entries
+(`tasks/<task>/weights.py`). An entry's `name` is a registered model name (`tasks.list_models()`).
+`weights=` arguments take a tag of this registry, a URL or a local path; `resolve.py` turns any of the three
 into a local file (downloaded into torch's hub cache by `download.py`) that the loaders in `loaders.py` read.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from backbones.weights.categories import COCO_CATEGORIES, IMAGENET_CATEGORIES, VOC_CATEGORIES
+from backbones.weights.categories import IMAGENET_CATEGORIES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,9 +27,9 @@ DEFAULT_TAG = "imagenet"  # every backbone's default: its best published top-1 t
 # download is hash-checked; an unverified entry (no published hash) only where a backbone has no other: v1, whose
 # only published ImageNet file is timm's HF-hub-only `mobilenetv1_100.ra4_e3600_r224_in1k`
 _HEX = re.compile(r"[0-9a-f]{8,64}")
-_TV = "https://download.pytorch.org/models/"
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"
 _TV_CLASSIFY = "https://github.com/pytorch/vision/tree/main/references/classification"
-_TV_META = "torchvision.models.{} (torchvision 0.29 weights meta)"
+TORCHVISION_META = "torchvision.models.{} (torchvision 0.29 weights meta)"
 _TIMM_RESULTS = "https://github.com/huggingface/pytorch-image-models/blob/main/results/results-imagenet.csv"
 _TIMM_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
 
@@ -180,36 +182,12 @@ def find_weights(name: str, weights: str | Path | None) -> WeightsEntry | None:
     return next((entry for entry in list_weights() if entry.url == weights), None)
 
 
-def resolve_weights(name: str, weights: str | Path | None) -> tuple[Path | None, WeightsEntry | None]:
-    """The local file for `weights` (a registry tag of `name`, a URL, or a local path) and its entry if it has one.
-
-    A tag or a registered URL is downloaded (hash checked) into torch's hub cache, or taken from it; any other URL is
-    downloaded there too, checked against the hash prefix in its file name when it has one; a path is used as it is.
-    """
-    from backbones.weights.download import download_url, download_weights
-
-    if weights is None:
-        return None, None
-    entry = find_weights(name, weights)
-    if entry is not None:
-        return download_weights(entry), entry
-    text = str(weights)
-    if re.match(r"^(https?|file)://", text):
-        return download_url(text), None
-    if Path(text).is_file():
-        return Path(text), None
-    if isinstance(weights, Path) or "/" in text or "\\" in text or Path(text).suffix:
-        raise FileNotFoundError(f"weights file not found: {text}")
-    get_weights(name, text)  # raises: an unknown tag, naming the valid ones
-    raise AssertionError("unreachable")
-
-
 # -- built-in entries ------------------------------------------------------------------------------------------
 def _torchvision_classifier(name: str, tag: str, file: str, top1: float, top5: float, resize: int, **kw: Any) -> None:
     register_weights(
         name,
         tag,
-        url=_TV + file,
+        url=TORCHVISION_MODELS + file,
         sha256=file.rsplit("-", 1)[1].split(".")[0],
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
@@ -274,7 +252,7 @@ for _name, _tag, _file, _top1, _top5, _resize, _weights, _recipe in (
     _torchvision_classifier(
         _name, _tag, _file, _top1, _top5, _resize,
         aliases=(DEFAULT_TAG,) if (_name, _tag) == ("v3_small", "torchvision_v1") else (),
-        metrics_source=f"{_TV_META.format(_weights)}; recipe {_recipe}",
+        metrics_source=f"{TORCHVISION_META.format(_weights)}; recipe {_recipe}",
     )  # fmt: skip
 _timm_classifier(
     "v2", "timm_ra_in1k", _TIMM_RELEASE + "mobilenetv2_100_ra-b33bc2c4.pth", "b33bc2c4", 72.910, 91.000, 0.875,
@@ -293,40 +271,3 @@ _timm_classifier(
     "v3_small", "timm_lamb_in1k", _TIMM_RELEASE + "mobilenetv3_small_100_lamb-266a294c.pth", "266a294c", 67.636,
     87.638, 0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, note=_ALSO_HF.format("mobilenetv3_small_100.lamb_in1k"),
 )  # fmt: skip
-
-register_weights(
-    "ssdlite320_v3_large",
-    "coco",
-    url=_TV + "ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
-    sha256="a79551df",
-    mean=HALF,  # torchvision's SSDLite normalises inside the model, from [0, 1] to [-1, 1]
-    std=HALF,
-    image_size=320,
-    categories=COCO_CATEGORIES,
-    metrics={"COCO val2017 box AP": 21.3},
-    metrics_source=_TV_META.format("detection.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1")
-    + "; recipe https://github.com/pytorch/vision/tree/main/references/detection#ssdlite320-mobilenetv3-large",
-    source="torchvision",
-    build_options={"reduced_tail": True},
-)
-for _head, _file, _miou, _options in (
-    ("deeplabv3", "deeplabv3_mobilenet_v3_large-fc3c493d.pth", 60.3, {"aux_loss": True}),
-    ("lraspp", "lraspp_mobilenet_v3_large-d234d4ea.pth", 57.9, {}),
-):
-    _class = {"deeplabv3": "DeepLabV3", "lraspp": "LRASPP"}[_head]
-    register_weights(
-        f"{_head}_v3_large",
-        "coco_voc",
-        url=_TV + _file,
-        sha256=_file.rsplit("-", 1)[1].split(".")[0],
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        image_size=520,  # torchvision evaluates at a shorter side of 520, no crop
-        resize_size=520,
-        categories=VOC_CATEGORIES,
-        metrics={"COCO val2017 (VOC categories) mIoU": _miou, "pixel accuracy": 91.2},
-        metrics_source=_TV_META.format(f"segmentation.{_class}_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1")
-        + f"; recipe https://github.com/pytorch/vision/tree/main/references/segmentation#{_head}_mobilenet_v3_large",
-        source="torchvision",
-        build_options=_options,
-    )

@@ -1,7 +1,7 @@
 """Deployment runtimes by name: `get_runtime("onnx")`; every module of this package registers one.
 
 Adding a runtime (OpenVINO, ExecuTorch, LiteRT, ...) is one new file here with a `Runtime` subclass decorated
-with `@register_runtime`: it is imported below, offered by `export --format` and checked by `deploy.export`.
+with `@register_runtime`: it is imported below, offered by `export --format` and checked by the exporter.
 """
 
 from __future__ import annotations

@@ -2,14 +2,22 @@
 
 The TorchScript-based exporter (`dynamo=False`) exports these models in about a second where the dynamo exporter
 takes ten (v3_small, 2 CPU threads), needs no onnxscript, writes GlobalAveragePool rather than a
-Shape/Range/ReduceMean chain, and names nodes by module scope, which `deploy.quantize` uses to keep the detection
-decoding in float. It is deprecated in torch >= 2.9: the call is in `OnnxRuntime.export` alone.
+Shape/Range/ReduceMean chain, and names nodes by module scope, which `quantize` uses to keep the scopes it is
+given (the detection decoding) in float. The exporter is deprecated in torch >= 2.9: the call is in
+`OnnxRuntime.export` alone.
+
+int8 (`OnnxRuntime.quantize`) is onnxruntime's `quantize_static`, not torch.ao's PT2E: the deployed artefact is the
+ONNX file that was exported and checked, and quantizing that very graph keeps one path from network to runtime. The
+QDQ format (QuantizeLinear/DequantizeLinear pairs around float ops) is a plain ONNX file that onnxruntime's CPU
+provider fuses into int8 kernels (QLinearConv and friends). Settings: per-channel symmetric int8 weights, uint8
+activations (U8S8, the fast pair on x86 with VNNI), MinMax ranges from the calibration batches given.
 """
 
 from __future__ import annotations
 
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +149,71 @@ class OnnxRuntime(Runtime):
     def load(self, path: str | Path, threads: int | None = None, spinning: bool = True) -> OnnxModel:
         """An onnxruntime CPU session (`ort_session`) on the file."""
         return OnnxModel(ort_session(path, threads, spinning))
+
+    def quantize(
+        self,
+        model: nn.Module,
+        fp32_path: str | Path,
+        int8_path: str | Path,
+        batches: Sequence[np.ndarray],
+        float_scopes: Sequence[str] = (),
+        **export: Any,
+    ) -> Path:
+        """QDQ int8 model of `fp32_path` by onnxruntime's `quantize_static` (see `quantize_onnx`); `model` and
+        `export` (how the fp32 file was exported) are unused: the quantizer reads the checked file itself."""
+        return quantize_onnx(fp32_path, int8_path, batches, float_scopes)
+
+
+# -- int8 ------------------------------------------------------------------------------------------------------
+class BatchReader:
+    """onnxruntime's CalibrationDataReader protocol over a list of input batches."""
+
+    def __init__(self, batches: Iterable[np.ndarray], input_name: str = INPUT_NAME) -> None:
+        self._feeds = iter([{input_name: np.ascontiguousarray(b, dtype=np.float32)} for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    batches: Sequence[np.ndarray],
+    float_scopes: Sequence[str] = (),
+) -> Path:
+    """QDQ int8 model of `fp32_path` calibrated (MinMax) on `batches`; nodes named under `float_scopes` stay float."""
+    onnx = import_onnx()
+    import_onnxruntime()
+    from onnxruntime.quantization import quant_pre_process
+
+    if not batches:
+        raise ValueError("quantization needs at least one calibration batch")
+    int8_path = Path(int8_path)
+    with tempfile.TemporaryDirectory() as folder:
+        # onnxruntime's recommended pre-processing: shape inference, and graph optimisation that turns the
+        # exporter's Identity-shared initializers (equal biases) back into constants the quantizer can fold
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))
+        graph = onnx.load(str(prepared)).graph
+        excluded = [node.name for node in graph.node if node.name.startswith(tuple(float_scopes))]
+        fixed_batch = graph.input[0].type.tensor_type.shape.dim[0].dim_value  # 0 when dynamic
+        if fixed_batch:  # a fixed-batch model is calibrated on batches of its own size (a remainder is dropped)
+            batches = [b[i : i + fixed_batch] for b in batches for i in range(0, len(b) - fixed_batch + 1, fixed_batch)]
+        _quantize(prepared, int8_path, batches, excluded)
+    return int8_path
+
+
+def _quantize(prepared: Path, int8_path: Path, batches: Sequence[np.ndarray], excluded: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(prepared),
+        str(int8_path),
+        BatchReader(batches),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=excluded,
+    )

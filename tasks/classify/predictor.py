@@ -21,8 +21,9 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from backbones.weights.registry import WeightsEntry
+from tasks.classify.crop import weights_crop_pct
 from tasks.classify.outputs import TOP_K
-from tasks.common.predictor import Predictor, weights_crop_pct
+from tasks.common.predictor import Predictor
 
 
 def top_classes(logits: Tensor, k: int, class_names: Sequence[str]) -> list[dict[str, Any]]:

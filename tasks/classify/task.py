@@ -10,7 +10,8 @@ from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from tasks.classify.data.module import ClassificationDataModule
+from backbones.weights import WeightsEntry
+from tasks.classify.crop import weights_crop_pct
 from tasks.classify.model import DEFAULT_RESOLUTION, build_classifier, build_mixing
 from tasks.classify.outputs import TOP_K, ClassificationPredictionWriter
 from tasks.classify.plots import ClassificationPlots, LabelledImage, plot_samples
@@ -30,6 +31,7 @@ class ClassificationTask(TaskModule):
     `freeze_backbone` trains the head only, with the backbone's batch norms kept in eval mode.
     """
 
+    task = "classify"
     monitor = "val/top1"
 
     def __init__(
@@ -152,9 +154,13 @@ class ClassifyCLI(TaskCLI):
         "resolution": (int, DEFAULT_RESOLUTION, "training crop; evaluation resizes to resolution / 0.875, then crops")
     }
     links = (("resolution", "data.resolution"),)
-    weights_image_size = "resolution"
+
+    @staticmethod
+    def weights_settings(entry: WeightsEntry) -> dict[str, Any]:
+        """The classifier's input size and its crop before it (`crop.weights_crop_pct`)."""
+        return {"resolution": entry.image_size, "data.crop_pct": weights_crop_pct(entry)}
 
 
 def main(args: Any = None) -> Any:
     """`python -m tasks.classify {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
-    return run_cli("classify", ClassifyCLI, ClassificationTask, ClassificationDataModule, args)
+    return run_cli("classify", args)

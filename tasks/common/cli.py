@@ -16,14 +16,16 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from backbones import list_backbones
-from backbones.weights import find_weights
+from backbones.weights import WeightsEntry, find_weights
 from backbones.weights.loaders import WeightsVariantError
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.datamodule import DatasetNotFoundError
-from tasks.common.predictor import weights_crop_pct
+from tasks.common.export_cli import export_main, is_export
+from tasks.common.named_weights import architecture_fields
 from tasks.common.resume import ExactResume
-from tasks.common.task import TaskModule
+from tasks.models import find_model
+from tasks.registry import get_task
 
 
 class ArgumentValueError(ValueError):
@@ -35,14 +37,19 @@ class TaskCLI(LightningCLI):
     """`python -m tasks.<task> {fit,validate,test,predict} --backbone v3_large [--width 0.75] [--config ...]`.
 
     Subclasses set the default run length (`max_epochs`), add their task's top-level flags in `top_level`
-    ({name: (type, default, help)}) and their extra parse-time links in `links` ((source, target) pairs).
+    ({name: (type, default, help)}), their extra parse-time links in `links` ((source, target) pairs) and the
+    settings a task model's named weights bring beyond mean/std (`weights_settings`).
     """
 
     max_epochs: int
     top_level: dict[str, tuple[Any, Any, str]] = {}
     links: tuple[tuple[str, str], ...] = ()
-    weights_name: str = "{backbone}"  # the registry name (`backbones.weights`) of --model.weights
-    weights_image_size: str | None = None  # the config key that takes the named weights' input size
+
+    @staticmethod
+    def weights_settings(entry: WeightsEntry) -> dict[str, Any]:
+        """Config values that named weights of the task's model (`--model.weights`) set unless given explicitly
+        (e.g. the detector's input size); a backbone's ImageNet size is not the task's, so none come from those."""
+        return {}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--backbone", default="v3_large", help=f"one of {list_backbones()}")
@@ -68,8 +75,10 @@ class TaskCLI(LightningCLI):
         """Named weights (`--model.weights coco`, `--model.backbone_weights imagenet`) bring their preprocessing:
         the data's mean/std and interpolation (and input size and crop) come from the registry entry unless set
         explicitly; an explicit setting that contradicts the weights is kept, with a warning naming both."""
-        names = {"weights": self.weights_name.format_map(_Keys(config)), "backbone_weights": config.get("backbone")}
-        found = ((arg, find_weights(name, config.get(f"model.{arg}"))) for arg, name in names.items())
+        task = self.model_class.task
+        model = find_model(task, **{key: config.get(f"model.{key}") for key in architecture_fields(task)})
+        names = {"weights": model.name if model else None, "backbone_weights": config.get("backbone")}
+        found = ((arg, find_weights(name, config.get(f"model.{arg}"))) for arg, name in names.items() if name)
         arg, entry = next(((a, e) for a, e in found if e is not None), (None, None))
         if entry is None:
             return
@@ -78,9 +87,8 @@ class TaskCLI(LightningCLI):
             "data.std": list(entry.std),
             "data.interpolation": entry.interpolation,  # where the data module resizes by name (classification)
         }
-        if self.weights_image_size and arg == "weights":  # a backbone's ImageNet size is not the detector's
-            settings[self.weights_image_size] = entry.image_size
-            settings["data.crop_pct"] = weights_crop_pct(entry)  # where the data module crops (classification)
+        if arg == "weights":
+            settings |= self.weights_settings(entry)
         explicit = self._explicitly_set(config, self.subcommand)
         if self.subcommand == "predict" and arg == "weights" and entry.categories and not config.get("ckpt_path"):
             # predicting with published weights alone: their classes are the model's (COCO's 91, VOC's 21, ...)
@@ -242,17 +250,6 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-class _Keys(dict):
-    """`str.format_map` over a config: `{backbone}` and `{head}` read `model.backbone` and `model.head`."""
-
-    def __init__(self, config: Any) -> None:
-        super().__init__()
-        self.config = config
-
-    def __missing__(self, key: str) -> str:
-        return str(self.config.get(f"model.{key}"))
-
-
 class _DropMessages(logging.Filter):
     def __init__(self, *fragments: str) -> None:
         super().__init__()
@@ -307,14 +304,7 @@ def quiet_library_notices() -> None:
             logger.addFilter(_LIGHTNING_TIPS)
 
 
-def last_checkpoint_path(trainer: Any) -> str:
-    """The path of the run's last.ckpt (written by `LastCheckpoint`)."""
-    return next(cb.last_model_path for cb in trainer.checkpoint_callbacks if cb.last_model_path)
-
-
-def run_cli(
-    task: str, cli_class: type[TaskCLI], model_class: type[TaskModule], datamodule_class: type, args: Any = None
-) -> Any:
+def run_cli(task: str, args: Any = None) -> Any:
     """`python -m tasks.<task> {fit,validate,test,predict,export}`; `args` (a list) lets tests drive it in-process.
 
     From the command line (`args` None), data that is not where the arguments say (DatasetNotFoundError), named
@@ -322,18 +312,18 @@ def run_cli(
     rejects while being built (ArgumentValueError) end the run with their message as one `error: ...` line, as
     argument errors do, not a traceback.
 
-    LightningCLI has no custom subcommands, so `export` goes to `deploy.cli` first; imported here, so that importing
-    `tasks` never imports `deploy`.
+    The task's classes come from its registered spec (`tasks.registry`); LightningCLI has no custom subcommands, so
+    `export` goes to `export_main` first.
     """
-    from deploy.cli import export_main, is_export
-
+    spec = get_task(task)
+    cli_class, model_class = spec.cli, spec.module
     if is_export(args):
         return export_main(task, args)
     quiet_library_notices()
     try:
         return cli_class(
             model_class,
-            datamodule_class,
+            spec.datamodule,
             args=args,
             trainer_defaults=trainer_defaults(model_class.monitor, cli_class.max_epochs),
             seed_everything_default=0,  # Lightning's default (True) seeds 0 too, with a "No seed found" warning

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import Callback
 from backbones.fuse import fuse
 from tasks.common.numerics import StopOnNonFiniteLoss
 from tasks.common.results import ResultsCallback
+from tasks.models import model_name
 
 log = logging.getLogger(__name__)
 # batch-norm momentum of models trained from scratch here: running averages that keep up with a short schedule
@@ -34,6 +35,7 @@ class TaskModule(pl.LightningModule):
     only printed), with the count of replaced unreadable samples, and printed as a table by validate / test.
     """
 
+    task: str  # the registered task's name (`tasks.registry`), recorded in every checkpoint
     monitor: str
     architecture: tuple[str, ...] = ("backbone", "num_classes", "width")
     ignore: tuple[str, ...] = ("predict_dir",)
@@ -63,6 +65,11 @@ class TaskModule(pl.LightningModule):
 
     def default_class_names(self, num_classes: int) -> list[str]:
         return ["background", *(f"class_{i}" for i in range(1, num_classes))]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint records the task and the registered model name that wrote it."""
+        checkpoint["task"] = self.task
+        checkpoint["model"] = model_name(self.task, **self.hparams)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint of another architecture or class count is a named error, not a state-dict mismatch."""

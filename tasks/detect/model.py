@@ -9,10 +9,11 @@ from torch import Tensor
 
 from backbones import create_backbone
 from backbones.builder import set_norm_momentum
-from backbones.weights import load_detector_weights, resolve_weights
-from backbones.weights.loaders import check_build_options
+from backbones.weights import check_build_options, resolve_weights
 from heads.ssdlite import SSDLite, normal_init
 from tasks.common.task import NORM_MOMENTUM
+from tasks.detect.weights import load_detector_weights
+from tasks.models import model_name
 
 DEFAULT_IMAGE_SIZE = 320
 
@@ -29,7 +30,7 @@ def build_detector(
 ) -> SSDLite:
     """SSDLite on `backbone`; `num_classes` counts the background (91 for torchvision's COCO models).
 
-    `weights`: a tag of `list_weights(f"ssdlite320_{backbone}")` ("coco": torchvision's, build with
+    `weights`: a tag of `list_weights(<its registered name>)` ("coco": torchvision's, build with
     `reduced_tail=True`; another setting than a tag's `build_options` is a named error), a URL, or a file: a
     torchvision `ssdlite320_mobilenet_v3_large` state dict or one of ours. Weights of another class count fine-tune:
     everything loads but each level's class predictor (`SSDLiteHead.class_layers`), which keeps its fresh
@@ -39,7 +40,7 @@ def build_detector(
     `backbone_options`: spec options of the backbone variant (e.g. V1's `activation`, `norm_eps`); the tasks pass
     back the ones a checkpoint recorded (`TaskModule`), so that it rebuilds the variant it was trained as.
     """
-    name = f"ssdlite320_{backbone}"
+    name = model_name("detect", backbone=backbone)
     check_build_options(name, weights, {"width": width, "reduced_tail": reduced_tail})
     options = {**(backbone_options or {}), **({"reduced_tail": True} if reduced_tail else {})}
     features = create_backbone(

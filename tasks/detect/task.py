@@ -8,12 +8,12 @@ from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
+from backbones.weights import WeightsEntry
 from tasks.common import optim
 from tasks.common.cli import TaskCLI, run_cli
 from tasks.common.distributed import gather_objects
 from tasks.common.plots import samples_wanted
 from tasks.common.task import TaskModule
-from tasks.detect.data.module import DetectionDataModule
 from tasks.detect.metrics import evaluators_for
 from tasks.detect.metrics.coco import format_table
 from tasks.detect.model import DEFAULT_IMAGE_SIZE, build_detector, to_original_coordinates
@@ -30,6 +30,7 @@ class DetectionTask(TaskModule):
     from the data, is recorded for export.
     """
 
+    task = "detect"
     monitor = "val/AP"
     architecture = ("backbone", "num_classes", "width", "reduced_tail")
     # output settings stay out of the checkpoint: LightningCLI would let a checkpoint's values override them
@@ -160,10 +161,12 @@ class DetectionTask(TaskModule):
 class DetectCLI(TaskCLI):
     max_epochs = 4
     links = (("data.image_size", "model.image_size"),)
-    weights_name = "ssdlite320_{backbone}"
-    weights_image_size = "data.image_size"
+
+    @staticmethod
+    def weights_settings(entry: WeightsEntry) -> dict[str, Any]:
+        return {"data.image_size": entry.image_size}
 
 
 def main(args: Any = None) -> Any:
     """`python -m tasks.detect {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
-    return run_cli("detect", DetectCLI, DetectionTask, DetectionDataModule, args)
+    return run_cli("detect", args)

@@ -9,12 +9,13 @@ from torch import nn
 
 from backbones import create_backbone
 from backbones.builder import set_norm_momentum
-from backbones.weights import load_segmenter_weights, resolve_weights
-from backbones.weights.loaders import check_build_options
+from backbones.weights import check_build_options, resolve_weights
 from heads.deeplabv3 import DeepLabV3Head
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel
 from tasks.common.task import NORM_MOMENTUM
+from tasks.models import model_name
+from tasks.segment.weights import load_segmenter_weights
 
 Head = Literal["lraspp", "deeplabv3"]
 
@@ -33,7 +34,7 @@ def build_segmenter(
 ) -> SegmentationModel:
     """DeepLabV3 or LR-ASPP on the backbone's C2 (stride 8) and last maps, as torchvision taps them.
 
-    `weights`: a tag of `list_weights(f"{head}_{backbone}")` ("coco_voc": torchvision's), a URL, or a file:
+    `weights`: a tag of `list_weights(<its registered name>)` ("coco_voc": torchvision's), a URL, or a file:
     torchvision's `deeplabv3_mobilenet_v3_large` (with or without aux) or `lraspp_mobilenet_v3_large` state dict, or
     one of ours (another setting than a tag's `build_options`, e.g. deeplabv3's `aux_loss=True`, is a named error).
     Weights of another class count fine-tune: everything loads but the head's final class convolutions
@@ -47,7 +48,7 @@ def build_segmenter(
         raise ValueError(f"unknown head {head!r}; valid: lraspp, deeplabv3")
     if aux_loss and head != "deeplabv3":
         raise ValueError("aux_loss is an option of the deeplabv3 head (an FCN head on the stride-8 map)")
-    name = f"{head}_{backbone}"
+    name = model_name("segment", head=head, backbone=backbone)
     check_build_options(name, weights, {"width": width, "output_stride": output_stride, "aux_loss": aux_loss})
     features = create_backbone(
         backbone,

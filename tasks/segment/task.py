@@ -15,7 +15,7 @@ from tasks.common import optim
 from tasks.common.cli import TaskCLI, run_cli
 from tasks.common.plots import input_normalisation, samples_wanted
 from tasks.common.task import TaskModule
-from tasks.segment.data.module import IGNORE_INDEX, SegmentationDataModule
+from tasks.segment.data.module import IGNORE_INDEX
 from tasks.segment.metrics import format_iou_table, segmentation_scores
 from tasks.segment.model import Head, build_segmenter
 from tasks.segment.outputs import SegmentationPredictionWriter
@@ -26,6 +26,7 @@ from tasks.segment.predictor import masks
 class SegmentationTask(TaskModule):
     """Cross-entropy (ignore 255, auxiliary loss weight 0.5), warmup then poly decay; mIoU over the whole set."""
 
+    task = "segment"
     monitor = "val/mIoU"
     architecture = ("backbone", "head", "num_classes", "width")
 
@@ -124,9 +125,8 @@ class SegmentationTask(TaskModule):
 class SegmentCLI(TaskCLI):
     max_epochs = 6
     top_level = {"head": (str, "lraspp", "lraspp or deeplabv3")}
-    weights_name = "{head}_{backbone}"
 
 
 def main(args: Any = None) -> Any:
     """`python -m tasks.segment {fit,validate,test,predict,export}`; `args` lets tests drive it in-process."""
-    return run_cli("segment", SegmentCLI, SegmentationTask, SegmentationDataModule, args)
+    return run_cli("segment", args)

@@ -9,10 +9,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from backbones import create_backbone, create_classifier
-from backbones.weights import load_detector_weights, load_segmenter_weights
 from heads.lraspp import LRASPPHead
 from heads.segmentation import SegmentationModel
 from heads.ssdlite import SSDLite
+from tasks.detect.weights import load_detector_weights
+from tasks.segment.weights import load_segmenter_weights
 from tests.helpers import assert_parity, randomize_norms, save_state_dict
 
 SOURCES = [

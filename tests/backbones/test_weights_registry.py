@@ -26,11 +26,13 @@ from torch import nn
 
 from backbones import create_backbone, create_classifier
 from backbones.weights import get_weights, list_weights, register_weights, registry
-from backbones.weights.__main__ import build_model, table
 from backbones.weights.categories import COCO_CATEGORIES, IMAGENET_CATEGORIES, VOC_CATEGORIES
 from backbones.weights.download import MIRROR_VARIABLE, cache_dir
 from tasks.classify.data.transforms import eval_resize_side
 from tasks.detect.model import build_detector
+from tasks.detect.weights import load_detector_weights
+from tasks.segment.weights import load_segmenter_weights
+from tasks.weights import build_model, table
 from tests.helpers import QUIET_CPU_TRAINER, assert_parity, randomize_norms
 
 BUILT_IN = list_weights()
@@ -244,8 +246,6 @@ def test_built_in_entry_is_complete_and_its_architecture_takes_the_source_layout
     if entry.name in ("v1", "v2", "v3_large", "v3_small"):
         create_classifier(entry.name, len(entry.categories), weights=path)
     else:
-        from backbones.weights import load_detector_weights, load_segmenter_weights
-
         loader = load_detector_weights if entry.name.startswith("ssdlite") else load_segmenter_weights
         loader(model, path)
 

@@ -6,9 +6,8 @@ import pytest
 from torch import nn
 
 from backbones import create_backbone
-from backbones.classifier import MobileNetClassifier
+from backbones.classifier import ClassificationHead, MobileNetClassifier
 from backbones.fuse import fuse
-from heads.classification import ClassificationHead
 from tests.helpers import randomize_norms
 
 

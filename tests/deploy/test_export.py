@@ -13,19 +13,13 @@ import pytest
 import torch
 
 from backbones.fuse import fuse
-from deploy.export import (
-    DetectorOutputs,
-    ExportCheckError,
-    check_export,
-    detections_from_outputs,
-    export_checkpoint,
-    exportable_model,
-    load_task,
-)
 from deploy.runtimes import list_runtimes
 from deploy.runtimes.onnx import MAX_OPSET, MIN_OPSET
 from deploy.runtimes.torchscript import load_torchscript
 from tasks.classify.task import main as classify_main
+from tasks.common.export import ExportCheckError, check_export, export_checkpoint, exportable_model
+from tasks.common.task_checkpoint import load_task
+from tasks.detect.exported import DetectorOutputs, detections_from_outputs
 from tests.helpers import SIZE, tiny_task, write_checkpoint
 
 

@@ -12,10 +12,13 @@ import torch
 pytest.importorskip("openvino", reason="openvino is not installed: pip install -e '.[openvino]'")
 pytest.importorskip("nncf", reason="nncf is not installed: pip install -e '.[openvino]'")
 
-from deploy.export import exportable_model, load_task  # noqa: E402
-from deploy.quantize import FLOAT_SCOPES, FixedBatch, int8_formats, quantizer  # noqa: E402
 from deploy.runtimes import get_runtime  # noqa: E402
+from deploy.runtimes.base import FixedBatch  # noqa: E402
 from tasks.classify.task import main as classify_main  # noqa: E402
+from tasks.common.export import exportable_model  # noqa: E402
+from tasks.common.int8 import int8_formats, quantizer  # noqa: E402
+from tasks.common.task_checkpoint import load_task  # noqa: E402
+from tasks.detect.exported import FLOAT_SCOPES  # noqa: E402
 from tests.helpers import SIZE, tiny_task, write_checkpoint  # noqa: E402
 
 # OpenVINO/NNCF in the test process break later forks; a process each makes these the slow tier's

@@ -9,20 +9,26 @@ import onnx
 import pytest
 import torch
 
-from deploy.export import export_checkpoint, load_task
-from deploy.quantize import (
-    calibration_batches,
-    count_quantized_nodes,
-    evaluate_classification,
-    evaluate_detection,
-    evaluate_segmentation,
-    main,
-    quantize_onnx,
-)
 from deploy.runtimes import get_runtime
+from deploy.runtimes.onnx import quantize_onnx
+from tasks.classify.exported import evaluate_classification
+from tasks.classify.task import main as classify_main
+from tasks.common.export import export_checkpoint
+from tasks.common.int8 import calibration_batches
+from tasks.common.task_checkpoint import load_task
+from tasks.detect.exported import FLOAT_SCOPES, evaluate_detection
 from tasks.detect.metrics.coco import CocoEvaluator
 from tasks.detect.model import to_original_coordinates
+from tasks.segment.exported import evaluate_segmentation
 from tests.helpers import SIZE, tiny_task, write_checkpoint
+
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def count_quantized_nodes(path: str | Path) -> int:
+    """QuantizeLinear/DequantizeLinear and QLinear* nodes in an ONNX file."""
+    graph = onnx.load(str(path)).graph
+    return sum(node.op_type in QDQ_OPS or node.op_type.startswith("QLinear") for node in graph.node)
 
 
 def export_and_quantize(task: str, folder: Path) -> dict:
@@ -32,7 +38,7 @@ def export_and_quantize(task: str, folder: Path) -> dict:
     fp32 = export_checkpoint(task, ckpt, output=folder / f"{task}.onnx", dynamic_batch=True, **kwargs).path
     checkpoint = load_task(task, ckpt)
     batches = calibration_batches(checkpoint, SIZE, num_batches=2, batch_size=3)
-    int8 = quantize_onnx(fp32, folder / f"{task}.int8.onnx", batches)
+    int8 = quantize_onnx(fp32, folder / f"{task}.int8.onnx", batches, FLOAT_SCOPES)
     datamodule = checkpoint.datamodule()
     datamodule.setup("validate")
     onnx_runtime = get_runtime("onnx")
@@ -155,11 +161,12 @@ def test_detection_figures_equal_the_pytorch_model(detect):
     assert {"int8/AP", "int8/AP50"} <= set(figures)
 
 
-def test_report_command(tmp_path, capsys):
+def test_export_int8_command_prints_the_figures(tmp_path, capsys):
     module, data = tiny_task("classify", tmp_path / "cache")
     ckpt = write_checkpoint(tmp_path / "last.ckpt", module, data)
-    figures = main(["--task", "classify", "--ckpt_path", str(ckpt), "--calibration_batches", "1", "--batch_size", "4"])
+    flags = ["--dynamic_batch", "--int8", "--calibration_batches", "1", "--calibration_batch_size", "4"]
+    figures = classify_main(["export", "--ckpt_path", str(ckpt), *flags]).figures
     assert (tmp_path / "last.onnx").is_file() and (tmp_path / "last.int8.onnx").is_file()
     assert figures["calibration_images"] == 4 and figures["val_images"] == 8
     assert 0 <= figures["top1_agreement"] <= 1
-    assert f"top1_agreement       {figures['top1_agreement']:.4f}" in capsys.readouterr().out
+    assert f"top1_agreement {figures['top1_agreement']:.4f}" in capsys.readouterr().out

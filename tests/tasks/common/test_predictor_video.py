@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from tasks.common.predictor import task_classes
+from tasks.registry import get_task
 from tests.helpers import predictor_checkpoint, read_video, write_video
 
 FRAMES, FPS, SIZE = 5, 5.0, (64, 64)
@@ -20,7 +20,7 @@ FRAMES, FPS, SIZE = 5, 5.0, (64, 64)
 def predictor(request, tmp_path_factory) -> Any:
     task = request.param
     checkpoint, _ = predictor_checkpoint(task, tmp_path_factory.mktemp(task))
-    return task_classes(task).load_predictor().from_checkpoint(checkpoint)
+    return get_task(task).predictor.from_checkpoint(checkpoint)
 
 
 def assert_same_result(have: dict[str, Any], want: dict[str, Any]) -> None:

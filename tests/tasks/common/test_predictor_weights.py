@@ -18,8 +18,8 @@ from backbones.weights import register_weights, registry
 from backbones.weights.categories import COCO_CATEGORIES, IMAGENET_CATEGORIES, VOC_CATEGORIES
 from backbones.weights.download import MIRROR_VARIABLE, cache_dir
 from tasks.classify import Classifier
+from tasks.classify.crop import fit_crop_pct
 from tasks.classify.data.transforms import eval_resize_side
-from tasks.common.predictor import fit_crop_pct
 from tasks.detect import Detector
 from tests.backbones.test_weights_registry import Server, save_hashed
 from tests.helpers import randomize_norms, tiny_task, write_checkpoint

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from backbones import create_classifier, list_backbones
-from heads import ClassificationHead
+from backbones.classifier import ClassificationHead
 
 
 @pytest.mark.parametrize("name", list_backbones())

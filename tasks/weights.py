@@ -1,5 +1,6 @@
-"""`python -m backbones.weights`: the named-weights registry as a Markdown table (parameters counted by building
-each entry's architecture)."""
+"""`python -m tasks.weights`: the named-weights registry as a Markdown table, parameters counted by building each
+entry's registered model (`tasks.get_model`). It lives here, not in `backbones.weights`, because the task models
+are registered here."""
 
 from __future__ import annotations
 
@@ -8,40 +9,21 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from backbones.registry import list_backbones
-from backbones.weights.registry import WeightsEntry, list_weights
-
-TASK_HEADS = ("deeplabv3", "lraspp")
+from backbones.weights import WeightsEntry, list_weights
+from tasks.models import get_model
 
 
 def build_model(entry: WeightsEntry) -> nn.Module:
-    """The architecture that `entry`'s file loads into, randomly initialised, with the entry's class count."""
-    classes = len(entry.categories)
-    options = dict(entry.build_options)
-    if entry.name in list_backbones():
-        from backbones.factory import create_classifier
-
-        return create_classifier(entry.name, classes, **options)
-    prefix, _, backbone = entry.name.partition("_")
-    if prefix == "ssdlite320":
-        from tasks.detect.model import build_detector  # the task models live above backbones; only this CLI needs them
-
-        return build_detector(backbone, classes, **options)
-    if prefix in TASK_HEADS:
-        from tasks.segment.model import build_segmenter
-
-        return build_segmenter(backbone, prefix, classes, **options)
-    raise ValueError(f"{entry.name!r}: no known architecture (a backbone, ssdlite320_<backbone> or <head>_<backbone>)")
+    """The registered model that `entry`'s file loads into, randomly initialised, with the entry's class count and
+    build options."""
+    return get_model(entry.name, num_classes=len(entry.categories), **entry.build_options)
 
 
 def table(entries: Sequence[WeightsEntry]) -> str:
     rows = ["| name | tag | source | parameters | published metric | preprocessing | download check |"]
     rows.append("|---|---|---|---|---|---|---|")
     for entry in entries:
-        try:
-            params = f"{sum(p.numel() for p in build_model(entry).parameters()):,}"
-        except ValueError:
-            params = "?"
+        params = f"{sum(p.numel() for p in build_model(entry).parameters()):,}"
         tag = entry.tag + "".join(f" (= {alias})" for alias in entry.aliases)
         metric = ", ".join(f"{key} {value:g}" for key, value in entry.metrics.items()) or "-"
         mean, std = (",".join(f"{v:g}" for v in values) for values in (entry.mean, entry.std))
@@ -53,7 +35,7 @@ def table(entries: Sequence[WeightsEntry]) -> str:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m backbones.weights", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tasks.weights", description=__doc__)
     parser.add_argument("name", nargs="?", help="only the weights of this backbone or task model")
     parser.add_argument("--sources", action="store_true", help="also list each entry's URL and metric source")
     options = parser.parse_args(args)

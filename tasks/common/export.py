@@ -1,25 +1,21 @@
 """Export a task checkpoint with batch norm fused, through any registered runtime, and check the file right after.
 
-What each task exports (input `images` float32 [N, 3, S, S], normalised as the task's data module does):
-- classify: `logits` [N, K].
-- segment: `logits` [N, C, S, S], already upsampled to the input size.
-- detect: SSDLite up to, not including, NMS: `scores` [N, A, K], the softmax over all K classes of each of the A
-  default boxes (column 0 is background), and `boxes` [N, A, 4], the decoded boxes, x1 y1 x2 y2 in input pixels,
-  clipped to the image. Per-class top-k, the score threshold and NMS stay in Python:
-  `detections_from_outputs` turns the two outputs into final detections with `SSDLite.postprocess` itself.
+What a task exports (input `images` float32 [N, 3, S, S], normalised as the task's data module does) is its
+spec's (`tasks.registry.TaskSpec`: `outputs`, `input_size`, `exportable`): see `tasks/<task>/exported.py`.
 
 The checkpoint is loaded by the task's own `load_from_checkpoint` (`weights_only=True`), with the weight files its
 hyper-parameters name unset: the trained state replaces them, and they need not exist where the export runs.
-The file is written by the runtime named by `--format` (`deploy.runtimes`), then reopened by that runtime and run
-on validation images of the checkpoint's own data module (random normal images when that data cannot be read; the
-result says which), at the exported batch size and, with a dynamic batch, at one more; every output must be within
-`TOLERANCE` of the fused PyTorch model (boxes: `TOLERANCE` x image size, as they are in pixels).
+The file is written by the runtime named by `--format` (`deploy.runtimes`, which knows nothing of tasks), then
+reopened by that runtime and run on validation images of the checkpoint's own data module (random normal images
+when that data cannot be read; the result says which), at the exported batch size and, with a dynamic batch, at one
+more; every output must be within `TOLERANCE` of the fused PyTorch model (boxes: `TOLERANCE` x image size, as they
+are in pixels).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,128 +23,38 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import clip_boxes_to_image
 
 from backbones.fuse import conv_bn_pairs, fuse
 from deploy.runtimes import INPUT_NAME, get_runtime
 from deploy.runtimes.base import output_list
-from heads.ssdlite import SSDLite
-from tasks.common.predictor import TaskCheckpoint, load_task  # the predictors' loader; quantize imports them here
+from tasks.common.task_checkpoint import TaskCheckpoint, load_task
+from tasks.registry import get_task
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-4
-SEGMENT_IMAGE_SIZE = 520  # torchvision's segmentation evaluation size
 CHECK_SEED = 0
-# checkpoint files a task's hyper-parameters may name that need not exist at export time
-WEIGHT_KEYS = ("weights", "backbone_weights")
-# what every checkpoint Lightning writes has, and `load_from_checkpoint` reads
-LIGHTNING_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
 
 
 class ExportCheckError(RuntimeError):
     """The exported file's outputs differ from the PyTorch model's by more than the tolerance."""
 
 
-# -- what is exported ----------------------------------------------------------------------------------------------
-class DetectorOutputs(nn.Module):
-    """SSDLite before NMS: softmax scores over all classes and decoded, clipped boxes of every default box.
-
-    The default boxes depend on the input size only; they are computed once here and exported as a constant.
-    The decoding sits in the `decode` submodule so that its ONNX nodes are named `/decode/...`.
-    """
-
-    def __init__(self, detector: SSDLite, image_size: int) -> None:
-        super().__init__()
-        self.backbone = detector.backbone
-        self.head = detector.head
-        training = detector.training
-        detector.eval()  # the probe must not move batch-norm statistics
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, image_size, image_size)
-            anchors = detector.anchors(probe, detector.backbone(probe)).clone()
-        detector.train(training)
-        self.decode = BoxDecoder(detector, anchors, image_size)
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        logits, codes = self.head(self.backbone(images))
-        return self.decode(logits, codes)
-
-
-class BoxDecoder(nn.Module):
-    """Class logits -> softmax scores; box codes -> boxes with the detector's own BoxCoder, then clipped."""
-
-    def __init__(self, detector: SSDLite, anchors: Tensor, image_size: int) -> None:
-        super().__init__()
-        self.box_coder = detector.box_coder
-        self.register_buffer("anchors", anchors)
-        self.image_size = (image_size, image_size)
-
-    def forward(self, logits: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        anchors = self.anchors.expand_as(codes).reshape(-1, 4)
-        boxes = self.box_coder.decode_single(codes.reshape(-1, 4), anchors).reshape(codes.shape)
-        return F.softmax(logits, dim=-1), clip_boxes_to_image(boxes, self.image_size)
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """What a task's exported network takes and gives (where its classes live: `tasks.common.predictor.TASKS`)."""
-
-    outputs: tuple[str, ...]
-    size_key: str | None  # the hyper-parameter holding the input size, if any
-    default_size: int | None = None  # without one
-    wrap: Callable[[nn.Module, int], nn.Module] | None = None  # (network, input size) -> what is exported
-
-
-TASKS: dict[str, TaskInfo] = {
-    "classify": TaskInfo(("logits",), "resolution"),
-    "segment": TaskInfo(("logits",), None, SEGMENT_IMAGE_SIZE),
-    "detect": TaskInfo(("scores", "boxes"), "image_size", wrap=DetectorOutputs),
-}
-
-
-def task_info(task: str) -> TaskInfo:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid: {list(TASKS)}")
-    return TASKS[task]
-
-
 def exportable_model(task: str, module: nn.Module, image_size: int) -> nn.Module:
-    """The task's network with batch norms fused, returning the outputs the module docstring lists."""
-    info = task_info(task)
-    network = module.model if info.wrap is None else info.wrap(module.model, image_size)
-    return fuse(network)
+    """The task's exported network (its spec's `exportable`) with batch norms fused."""
+    return fuse(get_task(task).exportable(module.model, image_size))
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------------
 def input_size(checkpoint: TaskCheckpoint, image_size: int | None = None) -> int:
-    """`image_size` (--image_size), else the checkpoint's own (classify: resolution, detect: image_size), else the
-    task's default (segment: 520)."""
+    """`image_size` (--image_size), else the checkpoint's own (the hyper-parameter its spec's `input_size` names:
+    classify: resolution, detect: image_size), else the spec's fixed size (segment: 520)."""
     if image_size is not None:
         if image_size < 32:
             raise ValueError(f"--image_size must be >= 32 (the backbones stride down 32 times), got {image_size}")
         return image_size
-    info = task_info(checkpoint.task)
-    return int(checkpoint.hparams[info.size_key]) if info.size_key is not None else int(info.default_size)
-
-
-def detections_from_outputs(
-    detector: SSDLite, scores: Tensor, boxes: Tensor, image_size: Sequence[int]
-) -> list[dict[str, Tensor]]:
-    """Final detections (per image: `boxes`, `scores`, `labels`) from exported `scores` and `boxes`.
-
-    This is `SSDLite.postprocess` itself, fed so that it reproduces its inputs: log-probabilities are logits whose
-    softmax gives the probabilities back, and zero box codes decode to the reference boxes they are given, so the
-    decoded boxes of each image go in as that image's "anchors" (one call per image, as anchors are shared by a
-    batch). Thresholds, top-k, NMS and the detection count are the detector's.
-    """
-    scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
-    logits = scores.log()
-    detections = []
-    for index in range(len(scores)):
-        codes = torch.zeros_like(boxes[index : index + 1])
-        detections += detector.postprocess(logits[index : index + 1], codes, boxes[index], tuple(image_size))
-    return detections
+    size = get_task(checkpoint.task).input_size
+    return int(checkpoint.hparams[size]) if isinstance(size, str) else size
 
 
 # -- inputs for the check ------------------------------------------------------------------------------------------
@@ -247,7 +153,7 @@ def export_checkpoint(
     """Load the task from `ckpt_path`, fuse batch norms, export with the runtime `format`, and check the file
     (raises ExportCheckError). `options` are the runtime's own (onnx: `opset`); the output defaults to the
     checkpoint's path with the runtime's suffix (last.ckpt -> last.onnx)."""
-    info = task_info(task)
+    outputs = get_task(task).outputs
     runtime = get_runtime(format, "--format")
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
@@ -260,15 +166,15 @@ def export_checkpoint(
     batches = list(torch.split(images, counts))
     path = Path(output) if output is not None else Path(ckpt_path).with_suffix(runtime.suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
-    runtime.export(model, batches[0], path, info.outputs, dynamic_batch, **options)
-    diffs, tolerance = check_export(path, format, model, batches, info.outputs, size)
+    runtime.export(model, batches[0], path, outputs, dynamic_batch, **options)
+    diffs, tolerance = check_export(path, format, model, batches, outputs, size)
     return ExportResult(
         task=task,
         path=path,
         format=format,
         input_shape=(batch_size, 3, size, size),
         dynamic_batch=dynamic_batch,
-        outputs=info.outputs,
+        outputs=outputs,
         folded_pairs=len(conv_bn_pairs(checkpoint.module.model)),
         check_inputs=f"{len(images)} {source} (batches of {', '.join(map(str, counts))})",
         max_abs_diff=diffs,

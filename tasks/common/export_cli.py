@@ -1,7 +1,8 @@
-"""The `export` subcommand of every task: `python -m tasks.<classify|detect|segment> export --ckpt_path ...`.
+"""The `export` subcommand of every task: `python -m tasks.<classify|detect|segment> export --ckpt_path ...
+[--format onnx|openvino|executorch|...] [--int8 --calibration_batches N --calibration_batch_size M]`.
 
-LightningCLI has no custom subcommands, so each task's `main` hands `export` to `export_main` before building
-its LightningCLI; this module imports nothing heavy at module level (see deploy/__init__.py).
+LightningCLI has no custom subcommands, so `run_cli` hands `export` to `export_main` before building its
+LightningCLI. The int8 flags are these, on every task: this is the one int8 command.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from deploy.runtimes import get_runtime, list_runtimes
+from tasks.common.export import ExportCheckError, export_checkpoint
+from tasks.common.int8 import int8_formats, quantize_export, quantizer
+from tasks.registry import get_task
 
 SUBCOMMAND = "export"
 
@@ -23,11 +29,8 @@ def is_export(args: Any = None) -> bool:
 
 def build_parser(task: str) -> argparse.ArgumentParser:
     """`export`'s arguments; `--format` takes any registered runtime, and each runtime adds its own options."""
-    from deploy.export import task_info
-    from deploy.runtimes import get_runtime, list_runtimes
-
-    info = task_info(task)
-    default_size = f"its {info.size_key}" if info.size_key else str(info.default_size)
+    size = get_task(task).input_size
+    default_size = f"its {size}" if isinstance(size, str) else str(size)
     parser = argparse.ArgumentParser(
         prog=f"python -m tasks.{task} {SUBCOMMAND}",
         description="Export a checkpoint with batch norm folded, then check the file on validation images.",
@@ -40,7 +43,7 @@ def build_parser(task: str) -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=1, help="the exported batch size (the example's)")
     parser.add_argument("--image_size", type=int, default=None, help=f"square input side (default: {default_size})")
     parser.add_argument("--num_classes", type=int, default=None, help="must equal the checkpoint's when given")
-    int8 = parser.add_argument_group("int8 (with --format onnx, openvino or executorch)")
+    int8 = parser.add_argument_group(f"int8 (with --format {', '.join(int8_formats())})")
     int8.add_argument(
         "--int8",
         action="store_true",
@@ -63,9 +66,6 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
 
     Returns the `ExportResult`; with `--int8`, the `QuantizeResult` (its `fp32` is the `ExportResult`).
     """
-    from deploy.export import ExportCheckError, export_checkpoint
-    from deploy.runtimes import get_runtime
-
     argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] == [SUBCOMMAND]:
         argv = argv[1:]
@@ -74,8 +74,6 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if options.int8:
-            from deploy.quantize import quantizer
-
             quantizer(options.format)  # an unsupported format fails before any work
             if options.calibration_batches < 1 or options.calibration_batch_size < 1:
                 raise ValueError("--calibration_batches and --calibration_batch_size must be >= 1")
@@ -93,8 +91,6 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
         )
         print(result.summary())
         if options.int8:
-            from deploy.quantize import quantize_export
-
             result = quantize_export(
                 result,
                 options.ckpt_path,

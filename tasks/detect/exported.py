@@ -1,0 +1,127 @@
+"""What a detector exports, and how exported detectors are scored.
+
+SSDLite up to, not including, NMS (`DetectorOutputs`): `scores` [N, A, K], the softmax over all K classes of each
+of the A default boxes (column 0 is background), and `boxes` [N, A, 4], the decoded boxes, x1 y1 x2 y2 in input
+pixels, clipped to the image. Per-class top-k, the score threshold and NMS stay in Python:
+`detections_from_outputs` turns the two outputs into final detections with `SSDLite.postprocess` itself. The
+decoding sits under the `decode` scope, which int8 keeps in float (`FLOAT_SCOPES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import clip_boxes_to_image
+
+from deploy.runtimes import Loaded
+from heads.ssdlite import SSDLite
+from tasks.common.export import resize_images
+from tasks.detect.metrics import evaluators_for
+from tasks.detect.model import to_original_coordinates
+
+# nodes kept in float by int8: the decoding (see the module docstring); scopes come from the exporter's names
+FLOAT_SCOPES = ("/decode/",)
+
+
+class DetectorOutputs(nn.Module):
+    """SSDLite before NMS: softmax scores over all classes and decoded, clipped boxes of every default box.
+
+    The default boxes depend on the input size only; they are computed once here and exported as a constant.
+    The decoding sits in the `decode` submodule so that its ONNX nodes are named `/decode/...`.
+    """
+
+    def __init__(self, detector: SSDLite, image_size: int) -> None:
+        super().__init__()
+        self.backbone = detector.backbone
+        self.head = detector.head
+        training = detector.training
+        detector.eval()  # the probe must not move batch-norm statistics
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, image_size, image_size)
+            anchors = detector.anchors(probe, detector.backbone(probe)).clone()
+        detector.train(training)
+        self.decode = BoxDecoder(detector, anchors, image_size)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        logits, codes = self.head(self.backbone(images))
+        return self.decode(logits, codes)
+
+
+class BoxDecoder(nn.Module):
+    """Class logits -> softmax scores; box codes -> boxes with the detector's own BoxCoder, then clipped."""
+
+    def __init__(self, detector: SSDLite, anchors: Tensor, image_size: int) -> None:
+        super().__init__()
+        self.box_coder = detector.box_coder
+        self.register_buffer("anchors", anchors)
+        self.image_size = (image_size, image_size)
+
+    def forward(self, logits: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
+        anchors = self.anchors.expand_as(codes).reshape(-1, 4)
+        boxes = self.box_coder.decode_single(codes.reshape(-1, 4), anchors).reshape(codes.shape)
+        return F.softmax(logits, dim=-1), clip_boxes_to_image(boxes, self.image_size)
+
+
+def detections_from_outputs(
+    detector: SSDLite, scores: Tensor, boxes: Tensor, image_size: Sequence[int]
+) -> list[dict[str, Tensor]]:
+    """Final detections (per image: `boxes`, `scores`, `labels`) from exported `scores` and `boxes`.
+
+    This is `SSDLite.postprocess` itself, fed so that it reproduces its inputs: log-probabilities are logits whose
+    softmax gives the probabilities back, and zero box codes decode to the reference boxes they are given, so the
+    decoded boxes of each image go in as that image's "anchors" (one call per image, as anchors are shared by a
+    batch). Thresholds, top-k, NMS and the detection count are the detector's.
+    """
+    scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
+    logits = scores.log()
+    detections = []
+    for index in range(len(scores)):
+        codes = torch.zeros_like(boxes[index : index + 1])
+        detections += detector.postprocess(logits[index : index + 1], codes, boxes[index], tuple(image_size))
+    return detections
+
+
+def evaluate_detection(
+    models: Mapping[str, Loaded], loader: Iterable, dataset: Any, detector: Any, size: int, num_classes: int
+) -> dict[str, float]:
+    """COCO AP / AP50 (and VOC mAP50 where the dataset has VOC ground truth) of each model over the loader.
+
+    Detections go through `detections_from_outputs` (SSDLite's own postprocess), then to original-image pixels as
+    the detection task maps them, into the evaluators the detection task sets up for the dataset.
+    """
+    evaluators = {name: evaluators_for(dataset, num_classes) for name in models}
+    for images, targets in loader:
+        to_input = images.shape[-1] / size  # exported-size pixels -> the data's input pixels
+        inputs = resize_images(images, size)
+        image_ids = [int(t["image_id"]) for t in targets]
+        for name, model in models.items():
+            scores, boxes = model.run(inputs)
+            detections = detections_from_outputs(detector, scores, boxes, (size, size))
+            detections = [{**d, "boxes": d["boxes"] * to_input} for d in detections]
+            detections = to_original_coordinates(
+                detections, [t["scale"] for t in targets], [t["orig_size"] for t in targets]
+            )
+            for evaluator in evaluators[name].values():
+                evaluator.update(image_ids, detections)
+    figures = {}
+    for name, by_kind in evaluators.items():
+        for evaluator in by_kind.values():
+            metrics = evaluator.compute()
+            figures |= {f"{name}/{k}": v for k, v in metrics.items() if k in ("AP", "AP50", "mAP50")}
+    return figures
+
+
+def evaluate_exported(models: Mapping[str, Loaded], datamodule: Any, checkpoint: Any, size: int) -> dict[str, float]:
+    """`evaluate_detection` on the data module's val split, with the checkpoint's detector's post-processing."""
+    return evaluate_detection(
+        models,
+        datamodule.val_dataloader(),
+        datamodule.val_dataset,
+        checkpoint.module.model,
+        size,
+        checkpoint.hparams["num_classes"],
+    )

@@ -1,0 +1,28 @@
+"""The detection task, registered by name: its classes, what it exports, and one SSDLite per backbone
+(`ssdlite320_<backbone>`, the names torchvision gives its SSDLite at 320 px)."""
+
+from backbones import list_backbones
+from tasks.detect.data.module import DetectionDataModule
+from tasks.detect.exported import FLOAT_SCOPES, DetectorOutputs, evaluate_exported
+from tasks.detect.model import build_detector
+from tasks.detect.predictor import Detector
+from tasks.detect.task import DetectCLI, DetectionTask
+from tasks.models import register_model
+from tasks.registry import TaskSpec, register_task
+
+SPEC = register_task(
+    TaskSpec(
+        name="detect",
+        module=DetectionTask,
+        datamodule=DetectionDataModule,
+        predictor=Detector,
+        cli=DetectCLI,
+        outputs=("scores", "boxes"),
+        input_size="image_size",
+        exportable=DetectorOutputs,
+        evaluate_exported=evaluate_exported,
+        float_scopes=FLOAT_SCOPES,
+    )
+)
+for _backbone in list_backbones():
+    register_model(f"ssdlite320_{_backbone}", "detect", build_detector, num_classes=91, backbone=_backbone)
