@@ -7,7 +7,7 @@ default 1 and 8) at 224 x 224 on `--threads` threads (torch.set_num_threads, onn
 our eager model (eval, inference_mode), each peer's eager model (torchvision's and timm's; the faster counts), our
 folded ONNX export in onnxruntime, the peer exported the same way (`deploy.runtimes.onnx`: batch norm folded,
 TorchScript-based exporter, opset 17, all graph optimisations, a fixed batch), and our int8 QDQ model
-(`deploy.quantize`, calibrated on random normal images: speed does not depend on the ranges' values).
+(`deploy.runtimes.onnx.quantize_onnx`, calibrated on random normal images: speed does not depend on the ranges' values).
 onnxruntime's worker threads do not spin between runs: spinning, they take the cores from everything else in the
 process (here eager PyTorch and the other sessions ran 1.5-3x slower), at the price of onnxruntime itself running
 about 30% slower at batch 1 (v3_small: 1.91 ms against 1.30 ms alone). Everything runs in one process, one runtime
@@ -47,9 +47,8 @@ from backbones.fuse import fuse
 from backbones.profile import count_madds
 from benchmarks.peers import PEERS  # the first peer is also exported to ONNX
 from benchmarks.results import recorded
-from deploy.quantize import quantize_onnx
 from deploy.runtimes import INPUT_NAME
-from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session
+from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session, quantize_onnx
 from deploy.runtimes.openvino import OpenVinoRuntime
 
 MATMUL_SIZE = 1024

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from backbones.weights.download import download_url, download_weights
+from backbones.weights import download
 from backbones.weights.registry import WeightsEntry, find_weights, get_weights
 
 
@@ -20,10 +20,10 @@ def resolve_weights(name: str, weights: str | Path | None) -> tuple[Path | None,
         return None, None
     entry = find_weights(name, weights)
     if entry is not None:
-        return download_weights(entry), entry
+        return download.download_weights(entry), entry
     text = str(weights)
     if re.match(r"^(https?|file)://", text):
-        return download_url(text), None
+        return download.download_url(text), None
     if Path(text).is_file():
         return Path(text), None
     if isinstance(weights, Path) or "/" in text or "\\" in text or Path(text).suffix:

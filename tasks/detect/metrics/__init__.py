@@ -11,7 +11,8 @@ from tasks.detect.metrics.voc import VocEvaluator
 def evaluators_for(dataset: Any, num_classes: int) -> dict[str, Any]:
     """Fresh evaluators for one pass over `dataset`: COCO always, VOC too where the dataset has VOC ground truth.
 
-    Used by the detection task's validation and test and by `deploy.quantize`, so both score the same way.
+    Used by the detection task's validation and test and by the int8 figures (`tasks/detect/exported.py`), so both
+    score the same way.
     """
     evaluators: dict[str, Any] = {"coco": CocoEvaluator(dataset.coco_gt, dataset.label_to_category_id)}
     voc_ground_truth = getattr(dataset, "voc_ground_truth", None)
