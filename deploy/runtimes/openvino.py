@@ -5,8 +5,9 @@ The IR is converted from the ONNX file that `deploy.runtimes.onnx` writes (Torch
 the PyTorch module: that takes about 2 s where OpenVINO's PyTorch frontend takes 5-8 (v3_small, 2 CPU threads),
 keeps the input and output names and the dynamic batch axis, and keeps the exporter's module-scope node names, so
 that int8 leaves the scopes it is given (the detector's decoding, `/decode/...`) in float exactly as the onnx
-runtime's `quantize` does. Weights stay float32 in the file (`compress_to_fp16=False`), and the CPU plugin is told to infer in f32:
-on CPUs with bf16 units (AMX, AVX512-BF16) its default precision is bf16, a 1e-2 difference, not 1e-4.
+runtime's `quantize` does. Weights stay float32 in the file (`compress_to_fp16=False`), and the CPU plugin is told
+to infer in f32: on CPUs with bf16 units (AMX, AVX512-BF16) its default precision is bf16, a 1e-2 difference, not
+1e-4.
 
 int8: `nncf.quantize` on the IR with the MIXED preset (symmetric weights, asymmetric activations): V3's hard-swish
 outputs reach -0.375, so a symmetric activation grid (PERFORMANCE) would spend half its levels below zero after
