@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from torch import nn
 
@@ -9,6 +11,31 @@ from backbones import create_backbone
 from backbones.classifier import ClassificationHead, MobileNetClassifier
 from backbones.fuse import fuse
 from tests.helpers import randomize_norms
+
+# The top-level packages that each runtime's `prepare()` imports. A runtime test is skipped only where one of them is
+# absent; an installed package whose import fails (a broken install, a missing dependency of its own) fails the
+# test with the ImportError. A runtime not listed here is never skipped.
+RUNTIME_PACKAGES: dict[str, tuple[str, ...]] = {
+    "onnx": ("onnx", "onnxruntime"),
+    "torchscript": (),
+    "openvino": ("openvino", "onnx", "onnxruntime"),
+    "executorch": ("executorch",),
+    "litert": ("litert_torch", "ai_edge_litert"),
+}
+
+
+def missing_packages(*names: str) -> list[str]:
+    """Those of `names` (top-level packages) that are not installed: no import is attempted."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+@pytest.fixture
+def runtime_packages_installed(request: pytest.FixtureRequest) -> None:
+    """Skips a test parametrised by runtime `name` where a package that runtime needs is not installed."""
+    name = request.getfixturevalue("name")
+    missing = missing_packages(*RUNTIME_PACKAGES.get(name, ()))
+    if missing:
+        pytest.skip(f"runtime {name!r} needs {missing}, which is not installed")
 
 
 @pytest.fixture

@@ -40,12 +40,10 @@ def runtime_marks(name: str) -> list[pytest.MarkDecorator]:
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=runtime_marks(name)) for name in list_runtimes()])
+@pytest.mark.usefixtures("runtime_packages_installed")  # skipped where the runtime's packages are absent, only
 def test_round_trip_equals_the_model_at_three_batch_sizes(name, small_v3, tmp_path):
     runtime = get_runtime(name)
-    try:
-        options = runtime.prepare()
-    except ImportError as error:  # an optional runtime (openvino, executorch, litert) that is not installed here
-        pytest.skip(str(error))
+    options = runtime.prepare()  # an installed runtime that cannot be imported fails here
     model = small_v3  # tests/deploy/conftest.py
     example = torch.randn(2, 3, 64, 64)
     path = tmp_path / f"model{runtime.suffix}"
