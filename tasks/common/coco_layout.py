@@ -29,7 +29,8 @@ from typing import Any, Literal
 import numpy as np
 from pytorch_lightning.utilities import rank_zero_info
 
-from tasks.common.datamodule import DEFAULT_VAL_FRACTION, DatasetNotFoundError, split_role, validation_mask
+from tasks.common.formats import DatasetNotFoundError
+from tasks.common.splits import DEFAULT_VAL_FRACTION, split_role, validation_mask
 
 SPLIT_NAMES: dict[str, tuple[str, ...]] = {
     "train": ("train", "train2017"),

@@ -1,221 +1,31 @@
-"""The data base of every task: format registries, argument checks, loaders and the loader methods.
+"""The data module base of every task (`TaskDataModule`): its arguments and their checks, the format lookup, the
+datasets of each stage and the four loaders.
 
-A task's dataset formats live in its `data/formats/` package, one module per format, each registering a
-`DataFormat` by name in the package's `FormatRegistry` (as detectron2's `DatasetCatalog` and mmengine's registries):
-how to build a split, how to read the class names, which arguments only it reads, and for a generated (synthetic)
-format how to write its dataset. `TaskDataModule` looks the format up; it never branches on the format's name.
+Formats are looked up by name in the task's registry (tasks/common/formats.py), loaders come from
+tasks/common/loaders.py, and a validation split drawn from data without one is logged and written as
+tasks/common/splits.py describes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import importlib
 import inspect
-import pkgutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from tasks.common.distributed import evaluation_sampler
+# The aliased DatasetNotFoundError import keeps `from tasks.common.datamodule import DatasetNotFoundError` in
+# tasks/common/cli.py working until that file imports it from tasks.common.formats; this module does not use it.
+from tasks.common.formats import DataFormat, FormatRegistry
+from tasks.common.formats import DatasetNotFoundError as DatasetNotFoundError
 from tasks.common.images import PredictImages
-from tasks.common.resume import Position, ResumableLoader, ResumableSampler, trainer_position
+from tasks.common.loaders import make_loader
+from tasks.common.resume import trainer_position
+from tasks.common.splits import VAL_SPLIT_FILE, VAL_SPLIT_SEED, HeldOutSplit
 from tasks.common.synthetic import SPLITS
-
-# Data without a validation split of its own (one annotation file, a VOC folder without ImageSets/) holds out
-# `val_fraction` of its images, drawn with this fixed seed, and lists them in this file of the run folder.
-DEFAULT_VAL_FRACTION = 0.1
-VAL_SPLIT_SEED = 0
-VAL_SPLIT_FILE = "val_split.txt"
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The data the arguments point at is not there (no such root, file, or known layout). Its message says what
-    was found and what to pass; the command line prints it as one `error: ...` line (tasks/common/cli.py)."""
-
-
-def validation_mask(count: int, fraction: float, source: str) -> np.ndarray:
-    """bool [count]: which of `count` images (in a fixed order) are held out for validation: round(fraction *
-    count) of them, at least 1 and at most count - 1, drawn with VAL_SPLIT_SEED, so that every run, and the
-    training and validation datasets of one run, agree. `source` names the data in the error for < 2 images."""
-    if count < 2:
-        raise ValueError(f"{source} has {count} image(s); holding out a validation split needs at least 2")
-    held_out = min(max(1, round(fraction * count)), count - 1)
-    mask = np.zeros(count, dtype=bool)
-    mask[np.random.default_rng(VAL_SPLIT_SEED).permutation(count)[:held_out]] = True
-    return mask
-
-
-def split_role(data: Any, split: str, train: bool) -> Literal["train", "val", "test"]:
-    """Which of the data's splits a format's `build(data, split, transform, train)` is asked for, by name: the train
-    split (also with the evaluation transform, as int8 calibration reads it), the val split, or (any other name)
-    the test split."""
-    if train or split == data.train_split:
-        return "train"
-    return "val" if split == data.val_split else "test"
-
-
-@dataclass(frozen=True)
-class HeldOutSplit:
-    """A validation split drawn from data that has none (`validation_mask`): what a dataset built from its
-    validation part carries as `held_out`, so that the data module can write and log it."""
-
-    source: str  # the annotation file or folder it was drawn from
-    val_names: list[str]  # the validation images' file names
-    train_count: int
-    fraction: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataFormat:
-    """One dataset format of a task, registered by `name` (the data module's `format` value).
-
-    `build(data, split, transform, train)` returns the split's dataset; `data` is the data module, whose
-    arguments, `data_root`, `class_names` and `skip_bad_samples` it reads. `class_names(data)` is label -> name,
-    read before setup (a category list or folder names, never images). `generate(data)`, for a generated format,
-    writes its dataset once (cached) and returns the folder: such a format takes no root and has the splits
-    "train" and "val" only. `options` are the data module arguments only this format reads; another format given
-    one of them is an error naming it. `root_alternatives` are those of its options that locate the data without
-    `root` (e.g. annotation files): given one of them, root may be None.
-    """
-
-    name: str
-    build: Callable[[Any, str, Any, bool], Dataset]
-    class_names: Callable[[Any], list[str]]
-    generate: Callable[[Any], Path] | None = None
-    options: tuple[str, ...] = ()
-    root_alternatives: tuple[str, ...] = ()
-
-
-F = TypeVar("F", bound=DataFormat)
-
-
-def fixed_class_names(names: Sequence[str]) -> Callable[[Any], list[str]]:
-    """A format's `class_names` where they are known without reading the data."""
-    fixed = list(names)
-    return lambda data: list(fixed)
-
-
-def synthetic_format(
-    read_as: F,
-    ensure: Callable[[str | None, int, int, int], Path],
-    class_names: Sequence[str] | None = None,
-    name: str = "synthetic",
-) -> F:
-    """A generated format: `ensure(cache_dir, num_train, num_val, image_size)` writes the dataset once (sized by
-    the data module's `cache_dir` and `synthetic_*` arguments) in the layout of `read_as`, which then reads it;
-    `class_names` fixed names (None: read as `read_as` does). It has none of `read_as`'s format-only options."""
-
-    def generate(data: Any) -> Path:
-        return ensure(data.cache_dir, data.synthetic_train_images, data.synthetic_val_images, data.synthetic_image_size)
-
-    names = read_as.class_names if class_names is None else fixed_class_names(class_names)
-    return dataclasses.replace(
-        read_as, name=name, class_names=names, generate=generate, options=(), root_alternatives=()
-    )
-
-
-class FormatRegistry(Generic[F]):
-    """The dataset formats of one task by name.
-
-    The modules of `package` (the task's `data/formats/` folder) register their formats when imported, and the
-    registry imports them all on its first lookup, so a new format is one new file in that folder.
-    """
-
-    def __init__(self, task: str, package: str) -> None:
-        self.task = task
-        self.package = package
-        self._formats: dict[str, F] = {}
-        self._discovered = False
-
-    def register(self, data_format: F) -> F:
-        """Add `data_format` under its name (once); returns it, so a module can keep it."""
-        if data_format.name in self._formats:
-            raise ValueError(f"{self.task} format {data_format.name!r} is registered twice")
-        self._formats[data_format.name] = data_format
-        return data_format
-
-    def _discover(self) -> None:
-        if self._discovered:
-            return
-        self._discovered = True
-        for module in pkgutil.iter_modules(importlib.import_module(self.package).__path__):
-            importlib.import_module(f"{self.package}.{module.name}")
-
-    def names(self) -> tuple[str, ...]:
-        """The registered format names, sorted."""
-        self._discover()
-        return tuple(sorted(self._formats))
-
-    def literal(self) -> Any:
-        """`Literal[<the names>]`: the type of the data module's `format` argument (checked by the CLI)."""
-        return Literal[self.names()]
-
-    def get(self, name: str) -> F:
-        """The format registered as `name`; ValueError listing the registered names otherwise."""
-        self._discover()
-        if name not in self._formats:
-            raise ValueError(
-                f"format={name!r} is not a registered {self.task} format; valid formats: {list(self.names())}"
-            )
-        return self._formats[name]
-
-    def options(self) -> dict[str, list[str]]:
-        """Format-only argument -> the names of the formats that read it."""
-        owners: dict[str, list[str]] = {}
-        for name in self.names():
-            for option in self._formats[name].options:
-                owners.setdefault(option, []).append(name)
-        return owners
-
-
-def freeze_inherited_objects(worker_id: int) -> None:
-    """In each DataLoader worker: move the Python objects it inherited through fork (the main process's heap, e.g.
-    the evaluation split's `coco_gt`) to the collector's permanent generation. A full collection would otherwise
-    visit, and so copy into the worker, every page holding them: the growth the flat records avoid."""
-    gc.freeze()
-
-
-def make_loader(
-    dataset: Dataset | None,
-    name: str,
-    batch_size: int,
-    num_workers: int,
-    collate: Callable,
-    train: bool = False,
-    position: Position | None = None,
-) -> DataLoader:
-    """Training: a `ResumableLoader` over seeded (index, augmentation seed) keys that starts where `position`
-    says (see tasks/common/resume.py); evaluation: plain order, unpadded shards under torch.distributed."""
-    if dataset is None:
-        raise RuntimeError(f"{name} is not built: call setup() with the matching stage first")
-    # A training set smaller than one batch still yields that one batch instead of none.
-    drop_last = train and len(dataset) > batch_size
-    sampler: Sampler | None
-    if train:
-        epoch_samples = len(dataset) // batch_size * batch_size if drop_last else len(dataset)
-        sampler = ResumableSampler(len(dataset), position, epoch_samples=epoch_samples)
-    else:
-        sampler = evaluation_sampler(dataset)
-    return ResumableLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=drop_last,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
-        collate_fn=collate,
-        generator=torch.Generator(),  # worker seeds drawn from here leave the global random stream untouched
-        worker_init_fn=freeze_inherited_objects,
-    )
 
 
 class TaskDataModule(pl.LightningDataModule):

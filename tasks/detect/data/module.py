@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from tasks.common.datamodule import DEFAULT_VAL_FRACTION, TaskDataModule
+from tasks.common.datamodule import TaskDataModule
+from tasks.common.splits import DEFAULT_VAL_FRACTION
 from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.transforms import AUGMENTS, Augment, DetectionTransform
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tasks.common.coco_layout import json_files_under
-from tasks.common.datamodule import validation_mask
+from tasks.common.splits import validation_mask
 from tasks.segment.data.module import SegmentationDataModule
 from tests.tasks.detect.data.layouts import cvat_single, roboflow
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tasks.classify.data.module import ClassificationDataModule
-from tasks.common.datamodule import DataFormat, FormatRegistry, TaskDataModule
+from tasks.common.datamodule import TaskDataModule
+from tasks.common.formats import DataFormat, FormatRegistry
 from tasks.detect.data.module import DetectionDataModule
 from tasks.segment.data.module import SegmentationDataModule
 

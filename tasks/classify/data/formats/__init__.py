@@ -1,8 +1,8 @@
 """The classification dataset formats, one module each, registered by name in FORMATS (see
-tasks/common/datamodule.py)."""
+tasks/common/formats.py)."""
 
 from __future__ import annotations
 
-from tasks.common.datamodule import DataFormat, FormatRegistry
+from tasks.common.formats import DataFormat, FormatRegistry
 
 FORMATS: FormatRegistry[DataFormat] = FormatRegistry("classification", __name__)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from tasks.classify.data.formats import FORMATS
-from tasks.common.datamodule import DataFormat
+from tasks.common.formats import DataFormat
 from tasks.common.images import IMAGE_EXTENSIONS, SkippingDataset, load_rgb
 
 logger = logging.getLogger(__name__)

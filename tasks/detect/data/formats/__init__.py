@@ -1,4 +1,4 @@
-"""The detection dataset formats, one module each, registered by name in FORMATS (see tasks/common/datamodule.py)."""
+"""The detection dataset formats, one module each, registered by name in FORMATS (see tasks/common/formats.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.common.datamodule import DataFormat, FormatRegistry
+from tasks.common.formats import DataFormat, FormatRegistry
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,8 +24,8 @@ from tasks.common.coco import (
     read_coco_json_without_segmentation,
 )
 from tasks.common.coco_layout import FILE_ARGUMENTS, CocoSource, coco_layout, coco_source
-from tasks.common.datamodule import HeldOutSplit
 from tasks.common.index_cache import Arrays, Meta, cached_index
+from tasks.common.splits import HeldOutSplit
 from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.records import (
     AnnotatedImages,

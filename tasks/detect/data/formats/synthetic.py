@@ -3,7 +3,7 @@ the COCO layout, then read as "coco" (class names from its categories)."""
 
 from __future__ import annotations
 
-from tasks.common.datamodule import synthetic_format
+from tasks.common.formats import synthetic_format
 from tasks.detect.data.formats import FORMATS
 from tasks.detect.data.formats.coco import COCO_FORMAT
 from tasks.detect.data.synthetic import ensure_synthetic_detection

@@ -6,7 +6,7 @@ Several splits join with "+": "VOC2007/trainval+VOC2012/trainval" is the usual 0
 
 A folder with `Annotations/` and `JPEGImages/` but no `ImageSets/` (a labelImg or CVAT export) is read whole:
 every annotated image, its images found by stem whatever their extension, the split names unused; the data
-module holds out `val_fraction` of them for validation (seeded, see tasks/common/datamodule.py), and its classes
+module holds out `val_fraction` of them for validation (seeded, see tasks/common/splits.py), and its classes
 are read from the XMLs (sorted; VOC's 20 when every name is a VOC class) unless `class_names` are given.
 
 Coordinates: VOC boxes are 1-based inclusive pixel indices; like torchvision's and the devkit's readers we
@@ -31,8 +31,8 @@ from pycocotools.coco import COCO
 from pytorch_lightning.utilities import rank_zero_info
 
 from tasks.common.categories import BACKGROUND, VOC_CLASS_NAMES, VOC_CLASSES
-from tasks.common.datamodule import DEFAULT_VAL_FRACTION, HeldOutSplit, split_role, validation_mask
 from tasks.common.images import load_rgb
+from tasks.common.splits import DEFAULT_VAL_FRACTION, HeldOutSplit, split_role, validation_mask
 from tasks.detect.data.formats import FORMATS, DetectionFormat
 from tasks.detect.data.records import AnnotatedImages, DetectionRecord
 from tasks.detect.data.transforms import clip_and_drop_small

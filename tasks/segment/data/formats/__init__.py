@@ -1,7 +1,7 @@
-"""The segmentation dataset formats, one module each, registered by name in FORMATS (see tasks/common/datamodule.py)."""
+"""The segmentation dataset formats, one module each, registered by name in FORMATS (see tasks/common/formats.py)."""
 
 from __future__ import annotations
 
-from tasks.common.datamodule import DataFormat, FormatRegistry
+from tasks.common.formats import DataFormat, FormatRegistry
 
 FORMATS: FormatRegistry[DataFormat] = FormatRegistry("segmentation", __name__)

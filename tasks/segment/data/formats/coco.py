@@ -28,9 +28,10 @@ from pycocotools import mask as mask_utils
 from tasks.common.categories import VOC_CLASS_NAMES
 from tasks.common.coco import coco_tables, parse_json, read_coco_json
 from tasks.common.coco_layout import CocoSource, coco_source
-from tasks.common.datamodule import DataFormat, HeldOutSplit, fixed_class_names
+from tasks.common.formats import DataFormat, fixed_class_names
 from tasks.common.images import load_rgb, size_mismatch_message
 from tasks.common.index_cache import Arrays, Meta, StringArray, cached_index, offsets_of
+from tasks.common.splits import HeldOutSplit
 from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.masks import COCO_VOC_CATEGORY_IDS, InvalidMaskError, SegmentationDataset
 from tasks.segment.data.transforms import IGNORE_INDEX

@@ -3,7 +3,7 @@ the VOC layout, then read as "voc" with the shape classes."""
 
 from __future__ import annotations
 
-from tasks.common.datamodule import synthetic_format
+from tasks.common.formats import synthetic_format
 from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.formats.voc import VOC_FORMAT
 from tasks.segment.data.synthetic import SEGMENTATION_CLASS_NAMES, ensure_synthetic_segmentation

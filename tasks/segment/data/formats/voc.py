@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tasks.common.categories import VOC_CLASS_NAMES
-from tasks.common.datamodule import DataFormat, fixed_class_names
+from tasks.common.formats import DataFormat, fixed_class_names
 from tasks.common.images import load_rgb
 from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.masks import MissingMaskError, SegmentationDataset, check_mask, load_mask

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.common.categories import VOC_CLASS_NAMES
 from tasks.common.coco_layout import coco_layout
-from tasks.common.datamodule import DatasetNotFoundError
+from tasks.common.formats import DatasetNotFoundError
 from tasks.detect.data.module import DetectionDataModule
 from tasks.detect.metrics.coco import CocoEvaluator
 from tests.tasks.detect.data.layouts import (

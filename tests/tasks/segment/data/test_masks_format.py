@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tasks.common.datamodule import DatasetNotFoundError
+from tasks.common.formats import DatasetNotFoundError
 from tasks.common.images import UnreadableImageError
 from tasks.segment.data.formats.masks import MaskFolderSegmentation
 from tasks.segment.data.masks import InvalidMaskError, MissingMaskError, save_palette_mask
