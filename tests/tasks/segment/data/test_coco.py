@@ -11,9 +11,11 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-import tasks.segment.data.formats.coco as coco_format
+import tasks.segment.data.coco_index as coco_index
 from tasks.common.synthetic import CACHE_ENV
-from tasks.segment.data.formats.coco import CocoSegmentation, coco_semantic_mask, snap_to_polygon_grid
+from tasks.segment.data.coco_index import snap_to_polygon_grid
+from tasks.segment.data.coco_masks import coco_semantic_mask
+from tasks.segment.data.formats.coco import CocoSegmentation
 from tasks.segment.data.masks import COCO_VOC_CATEGORY_IDS, InvalidMaskError
 from tests.tasks.detect.fixtures import edit_coco_annotations
 from tests.tasks.segment.fixtures import NON_VOC_CATEGORY_ID, write_coco_segmentation
@@ -126,7 +128,7 @@ def test_snapped_coordinates_quantise_as_the_originals() -> None:
 def test_second_set_up_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = write_coco_segmentation(tmp_path / "coco", num_images=3, image_size=64)
     first = CocoSegmentation(root, "val", transform=None)
-    monkeypatch.setattr(coco_format, "read_coco_json", lambda path: pytest.fail(f"parsed {path} again"))
+    monkeypatch.setattr(coco_index, "read_coco_json", lambda path: pytest.fail(f"parsed {path} again"))
     second = CocoSegmentation(root, "val", transform=None)
     assert second.image_ids == first.image_ids
     np.testing.assert_array_equal(second._read(1)[1], first._read(1)[1])

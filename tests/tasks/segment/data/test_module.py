@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from tasks.common.categories import VOC_CLASS_NAMES
 from tasks.common.drawing import voc_palette
 from tasks.common.images import UnreadableImageError, load_rgb
-from tasks.segment.data.formats.coco import CocoSegmentation, coco_semantic_mask
+from tasks.segment.data.coco_masks import coco_semantic_mask
+from tasks.segment.data.formats.coco import CocoSegmentation
 from tasks.segment.data.formats.voc import VocSegmentation
 from tasks.segment.data.masks import COCO_VOC_CATEGORY_IDS, InvalidMaskError, MissingMaskError, load_mask
 from tasks.segment.data.module import SegmentationDataModule, collate_segmentation
