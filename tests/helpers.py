@@ -116,6 +116,11 @@ def write_checkpoint(path: Path, module: Any, data: Any | None, **hparams_overri
     return path
 
 
+def last_checkpoint_path(trainer: Any) -> str:
+    """The path of the run's last.ckpt (written by `LastCheckpoint`)."""
+    return next(cb.last_model_path for cb in trainer.checkpoint_callbacks if cb.last_model_path)
+
+
 def write_noise_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> list[Path]:
     """Lossless PNGs, one per (height, width), named 0.png, 1.png, ...: noise over a left-to-right ramp of a random
     colour, so that images differ in content and where they are cropped matters."""

@@ -157,19 +157,6 @@ def detections_to_arrays(
     return CocoResults(row_image_ids, category_of[slot], xywh, torch.cat(scores).to(torch.float64).numpy())
 
 
-def detections_to_coco_results(
-    image_ids: Sequence[int],
-    detections: Sequence[Mapping[str, Tensor]],
-    label_to_category_id: Mapping[int, int],
-) -> list[dict]:
-    """Turn per-image ``boxes`` (xyxy, original pixels), ``scores``, ``labels`` into COCO result dicts.
-
-    Each result is ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``, the format of a COCO results
-    JSON and of ``COCO.loadRes``. Contiguous labels 1..K are mapped to (possibly gapped) COCO category ids.
-    """
-    return detections_to_arrays(image_ids, detections, label_to_category_id).to_dicts()
-
-
 def format_table(metrics: Mapping[str, float]) -> str:
     """Render metrics as a two-column aligned text table, for logs and the console."""
     width = max([len("metric"), *(len(name) for name in metrics)])

@@ -9,8 +9,7 @@ import torchvision
 
 from tasks.classify.task import main
 from tasks.common.checkpointing import AtomicCheckpointIO
-from tasks.common.cli import last_checkpoint_path
-from tests.helpers import QUIET_CPU_TRAINER, save_state_dict
+from tests.helpers import QUIET_CPU_TRAINER, last_checkpoint_path, save_state_dict
 from tests.tasks.classify.fixtures import write_image, write_image_folder
 
 SMALL = [

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tasks import detect, segment
-from tasks.common.cli import last_checkpoint_path
+from tests.helpers import last_checkpoint_path
 from tests.tasks.detect.fixtures import write_coco_dataset
 
 REPO = Path(__file__).parents[3]

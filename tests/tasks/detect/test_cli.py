@@ -7,9 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tasks.common.cli import last_checkpoint_path
 from tasks.detect.task import DetectionTask, main
-from tests.helpers import QUIET_CPU_TRAINER
+from tests.helpers import QUIET_CPU_TRAINER, last_checkpoint_path
 from tests.tasks.detect.fixtures import write_coco_dataset, write_voc_dataset
 
 SMALL = [

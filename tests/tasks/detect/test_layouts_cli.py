@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 import torch
 
-from tasks.common.cli import last_checkpoint_path
 from tasks.common.splits import VAL_SPLIT_FILE
 from tasks.detect.task import main
-from tests.helpers import QUIET_CPU_TRAINER, write_noise_images
+from tests.helpers import QUIET_CPU_TRAINER, last_checkpoint_path, write_noise_images
 from tests.tasks.detect.data.layouts import COCO_LAYOUTS, named_arguments, named_files, voc_without_lists
 
 TINY = [

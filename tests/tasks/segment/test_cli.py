@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.common.cli import last_checkpoint_path
 from tasks.segment.task import main
-from tests.helpers import QUIET_CPU_TRAINER
+from tests.helpers import QUIET_CPU_TRAINER, last_checkpoint_path
 from tests.tasks.segment.fixtures import write_coco_segmentation, write_voc_segmentation
 
 SMALL = [

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,6 @@ from tasks.detect.metrics.coco import (
     COCO_STAT_NAMES,
     CocoEvaluator,
     detections_to_arrays,
-    detections_to_coco_results,
     format_table,
 )
 
@@ -80,6 +80,22 @@ def load_coco(dataset: dict, tmp_path: Path) -> COCO:
     path.write_text(json.dumps(dataset))
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(path))
+
+
+def detections_to_coco_results(
+    image_ids: Sequence[int], detections: Sequence[Mapping[str, torch.Tensor]], label_to_category_id: Mapping[int, int]
+) -> list[dict]:
+    """Per-image ``boxes`` (xyxy), ``scores``, ``labels`` as COCO result dicts ``{"image_id", "category_id",
+    "bbox": [x, y, w, h], "score"}``, one box at a time: the reference that ``detections_to_arrays`` vectorises."""
+    results = []
+    for image_id, detection in zip(image_ids, detections, strict=True):
+        rows = zip(detection["boxes"].tolist(), detection["scores"].tolist(), detection["labels"].tolist(), strict=True)
+        for (x1, y1, x2, y2), score, label in rows:
+            bbox = [x1, y1, x2 - x1, y2 - y1]
+            results.append(
+                {"image_id": image_id, "category_id": label_to_category_id[label], "bbox": bbox, "score": score}
+            )
+    return results
 
 
 def model_outputs(rows, image_ids) -> list[dict[str, torch.Tensor]]:
