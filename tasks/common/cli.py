@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,14 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from backbones import list_backbones
-from backbones.weights import WeightsEntry, find_weights
+from backbones.weights import WeightsEntry
 from backbones.weights.loaders import WeightsVariantError
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
+from tasks.common.cli_settings import TaskShape, checkpoint_path, cli_settings, given_flags
 from tasks.common.datamodule import DatasetNotFoundError
 from tasks.common.export_cli import export_main, is_export
-from tasks.common.named_weights import architecture_fields
 from tasks.common.resume import ExactResume
-from tasks.models import find_model
 from tasks.registry import get_task
 
 
@@ -38,12 +37,20 @@ class TaskCLI(LightningCLI):
 
     Subclasses set the default run length (`max_epochs`), add their task's top-level flags in `top_level`
     ({name: (type, default, help)}), their extra parse-time links in `links` ((source, target) pairs) and the
-    settings a task model's named weights bring beyond mean/std (`weights_settings`).
+    settings a task model's named weights bring beyond mean/std (`weights_settings`). What a checkpoint
+    (`validate`/`test`/`predict --ckpt_path`) and named weights set is `cli_settings`, applied in
+    `before_instantiate_classes`.
     """
 
     max_epochs: int
     top_level: dict[str, tuple[Any, Any, str]] = {}
     links: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, *args: Any, given: Collection[str] = (), **kwargs: Any) -> None:
+        """LightningCLI's arguments, plus the keys of the flags on the command line (`cli_settings.given_flags`): a
+        flag given with its default value is still explicit."""
+        self.given_flags = frozenset(given)
+        super().__init__(*args, **kwargs)
 
     @staticmethod
     def weights_settings(entry: WeightsEntry) -> dict[str, Any]:
@@ -65,108 +72,60 @@ class TaskCLI(LightningCLI):
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.get("backbone") not in list_backbones():
-            raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
-        self._preprocessing_from_weights(config)
-
-    def _preprocessing_from_weights(self, config: Any) -> None:
-        """Named weights (`--model.weights coco`, `--model.backbone_weights imagenet`) bring their preprocessing:
-        the data's mean/std and interpolation (and input size and crop) come from the registry entry unless set
-        explicitly; an explicit setting that contradicts the weights is kept, with a warning naming both."""
-        task = self.model_class.task
-        model = find_model(task, **{key: config.get(f"model.{key}") for key in architecture_fields(task)})
-        names = {"weights": model.name if model else None, "backbone_weights": config.get("backbone")}
-        found = ((arg, find_weights(name, config.get(f"model.{arg}"))) for arg, name in names.items() if name)
-        arg, entry = next(((a, e) for a, e in found if e is not None), (None, None))
-        if entry is None:
-            return
-        settings: dict[str, Any] = {
-            "data.mean": list(entry.mean),
-            "data.std": list(entry.std),
-            "data.interpolation": entry.interpolation,  # where the data module resizes by name (classification)
-        }
-        if arg == "weights":
-            settings |= self.weights_settings(entry)
-        explicit = self._explicitly_set(config, self.subcommand)
-        if self.subcommand == "predict" and arg == "weights" and entry.categories and not config.get("ckpt_path"):
-            # predicting with published weights alone: their classes are the model's (COCO's 91, VOC's 21, ...)
-            if not explicit("data.class_names"):
-                config["data.class_names"] = list(entry.categories)
-        for key, value in settings.items():
-            if key not in config:
-                continue
-            if explicit(key):
-                if not _same(config.get(key), value):
-                    logging.getLogger(__name__).warning(
-                        "--%s %s contradicts the weights %r of %s (%s %s); keeping --%s",
-                        key, config.get(key), entry.tag, entry.name, key.split(".")[-1], value, key,
-                    )  # fmt: skip
-                continue
-            for target in (key, *[t for source, t in self.links if source == key]):
-                config[target] = value
-
-    def _explicitly_set(self, config: Any, subcommand: str | None) -> Callable[..., bool]:
-        """Whether any of the given keys was set by the user: on the command line, or to a non-default value in a
-        config file, as `config` holds them now."""
-        defaults = (self._parser(subcommand) if subcommand else self.parser).get_defaults()
-        given = {a[2:].split("=", 1)[0] for a in self._given_args if a.startswith("--")}
-        return lambda *keys: any(k in given or (k in defaults and config.get(k) != defaults.get(k)) for k in keys)
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._given_args = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
-        super().parse_arguments(parser, args)
-
-    def _parse_ckpt_path(self) -> None:
-        """`validate`, `test`, `predict` with one of our checkpoints need no other flag: the model's and the data's
-        hyper-parameters come from the checkpoint unless given explicitly; an explicit architecture flag that
-        contradicts it is a one-line error. (Lightning's own merge lets the top-level `--backbone` default win.)
-        `fit --ckpt_path` (resuming) keeps Lightning's behaviour."""
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if subcommand not in ("validate", "test", "predict") or not ckpt_path:
-            return super()._parse_ckpt_path()
-        if not Path(ckpt_path).is_file():
-            raise SystemExit(f"error: --ckpt_path {ckpt_path}: no such file")
-        try:
-            checkpoint = load_file(ckpt_path, "checkpoint")
-        except ValueError as error:
-            raise SystemExit(f"error: --ckpt_path {error}") from None
-        saved = dict(checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
-        saved_data = dict(checkpoint.get("datamodule_hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
-        if not saved:
-            raise SystemExit(f"error: --ckpt_path {ckpt_path} holds no hyper_parameters: not a checkpoint of a task")
-        config = self.config[subcommand]
-        explicit = self._explicitly_set(config.clone(), subcommand)  # judged before the checkpoint's values go in
-
-        model_class = self._model_class
-        top_level = {"backbone": "backbone", "width": "width", **{name: name for name in self.top_level}}
-        for key, value in saved.items():
-            if key in ("num_classes", "class_names", "_instantiator") or f"model.{key}" not in config:
-                continue  # the class count and names come through the data (linked at instantiation)
-            keys = (f"model.{key}", *([key] if key in top_level else []))
-            if not explicit(*keys):
-                for k in keys:
-                    config[k] = value
-            elif key in getattr(model_class, "architecture", ()) and config.get(keys[-1]) != value:
-                flag = keys[-1]
-                raise SystemExit(
-                    f"error: --{flag} {config.get(flag)} contradicts the checkpoint {ckpt_path} (trained with "
-                    f"{key}={value!r}); leave --{flag} out to use the checkpoint's"
-                )
-        for key in ("weights", "backbone_weights"):  # the checkpoint's state dict is the weights
-            if f"model.{key}" in config and not explicit(f"model.{key}"):
-                config[f"model.{key}"] = None
+    def shape(self) -> TaskShape:
+        """What `cli_settings` needs to know of this task's CLI."""
         formats = getattr(self.datamodule_class, "formats", None)
         locators = [f"data.{option}" for option in (formats.options() if formats is not None else ())]
-        if explicit("data.format", "data.root", *locators):
-            return  # another dataset: the checkpoint's data settings describe its own
-        data_sources = {target: source for source, target in self.links if target.startswith("data.")}
-        for key, value in saved_data.items():
-            target = f"data.{key}"
-            if target in config and not explicit(target, *[s for t, s in data_sources.items() if t == target]):
-                config[target] = value
+        return TaskShape(
+            task=self.model_class.task,
+            architecture=tuple(getattr(self.model_class, "architecture", ())),
+            top_level=("backbone", "width", *self.top_level),
+            links=self.links,
+            data_locators=("data.format", "data.root", *locators),
+            weights_settings=self.weights_settings,
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then keep the configuration as parsed (`parsed`) and read the `--ckpt_path` checkpoint that
+        `cli_settings` takes settings from: Lightning's own merge of a checkpoint's hyper-parameters, which runs next,
+        overwrites `model.*` (and lets the top-level `--backbone` default win), so `before_instantiate_classes`
+        starts again from the parsed values; a file that is missing or cannot be read is one error line."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        self.parsed = (self.config[subcommand] if subcommand else self.config).clone()
+        path = checkpoint_path(subcommand, self.parsed)
+        self.checkpoint: Mapping[str, Any] | None = None
+        if path is not None:
+            if not Path(path).is_file():
+                raise SystemExit(f"error: --ckpt_path {path}: no such file")
+            try:
+                loaded = load_file(path, "checkpoint")
+            except ValueError as error:
+                raise SystemExit(f"error: --ckpt_path {error}") from None
+            self.checkpoint = loaded if isinstance(loaded, Mapping) else {}
+
+    def before_instantiate_classes(self) -> None:
+        """The settings from the checkpoint and from named weights (`cli_settings`) applied; an unknown backbone or
+        an architecture flag that contradicts the checkpoint is one error line; weights contradicted are warned of."""
+        parser = self._parser(self.subcommand)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.checkpoint is not None:  # the parsed values, not Lightning's merge of the checkpoint's
+            config = self.parsed.clone()
+        defaults = dict(parser.get_defaults().items())
+        try:
+            settings = cli_settings(
+                self.subcommand, dict(config.items()), defaults, self.given_flags, self.checkpoint, self.shape()
+            )
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+        if self.checkpoint is not None:
+            self.config[self.subcommand] = config
+        for key, value in settings.updates.items():
+            config[key] = value
+        if config.get("backbone") not in list_backbones():
+            raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
+        for warning in settings.warnings:
+            logging.getLogger(__name__).warning(warning)
 
     def instantiate_classes(self) -> None:
         """A value that the model, the data module or the trainer rejects while being built from the arguments
@@ -244,12 +203,6 @@ def default_loggers(root: str) -> list[Logger]:
     return [CSVLogger(root)]
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(float(x) == float(y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 class _DropMessages(logging.Filter):
     def __init__(self, *fragments: str) -> None:
         super().__init__()
@@ -313,11 +266,14 @@ def run_cli(task: str, args: Any = None) -> Any:
     argument errors do, not a traceback.
 
     The task's classes come from its registered spec (`tasks.registry`); LightningCLI has no custom subcommands, so
-    `export` goes to `export_main` first.
+    `export` goes to `export_main` first. The command line is read here once: the keys of its flags go to the CLI
+    (`given`, `cli_settings.given_flags`), `args` as it came to LightningCLI (None: Lightning parses `sys.argv` without
+    its warning for `args` passed beside a command line).
     """
     spec = get_task(task)
     cli_class, model_class = spec.cli, spec.module
-    if is_export(args):
+    argv = sys.argv[1:] if args is None else args
+    if is_export(argv):
         return export_main(task, args)
     quiet_library_notices()
     try:
@@ -325,6 +281,7 @@ def run_cli(task: str, args: Any = None) -> Any:
             model_class,
             spec.datamodule,
             args=args,
+            given=given_flags(argv),
             trainer_defaults=trainer_defaults(model_class.monitor, cli_class.max_epochs),
             seed_everything_default=0,  # Lightning's default (True) seeds 0 too, with a "No seed found" warning
             save_config_kwargs={"overwrite": True},
