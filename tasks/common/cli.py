@@ -21,8 +21,8 @@ from backbones.weights.loaders import WeightsVariantError
 from backbones.weights.reader import load_file
 from tasks.common.checkpointing import AtomicCheckpointIO, LastCheckpoint, find_last_checkpoint
 from tasks.common.cli_settings import TaskShape, checkpoint_path, cli_settings, given_flags
-from tasks.common.datamodule import DatasetNotFoundError
 from tasks.common.export_cli import export_main, is_export
+from tasks.common.formats import DatasetNotFoundError
 from tasks.common.resume import ExactResume
 from tasks.registry import get_task
 

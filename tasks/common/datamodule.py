@@ -17,10 +17,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-# The aliased DatasetNotFoundError import keeps `from tasks.common.datamodule import DatasetNotFoundError` in
-# tasks/common/cli.py working until that file imports it from tasks.common.formats; this module does not use it.
 from tasks.common.formats import DataFormat, FormatRegistry
-from tasks.common.formats import DatasetNotFoundError as DatasetNotFoundError
 from tasks.common.images import PredictImages
 from tasks.common.loaders import make_loader
 from tasks.common.resume import trainer_position
