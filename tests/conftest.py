@@ -18,6 +18,13 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own temporary folder: what a run writes where it stands (Lightning's config.yaml and
+    plots under a default root dir, predictions/) never lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Tests marked `own_process` run in a fresh interpreter: OpenVINO/NNCF leave threads behind that make a later
