@@ -54,6 +54,20 @@ def assert_parity(ours: torch.Tensor, reference: torch.Tensor) -> None:
     torch.testing.assert_close(ours, reference, rtol=PARITY, atol=PARITY * scale)
 
 
+def with_measured_statistics(detector: nn.Module, images: torch.Tensor) -> nn.Module:
+    """`detector` (an SSDLite) in eval mode, its batch norms holding the mean and variance of their inputs on `images`
+    (the affine terms stay). With `randomize_norms`' statistics alone, the activations drift until the detections no
+    longer depend on the image, nor on the early layers: a broken fold or int8 model would give the same detections."""
+    norms = [module for module in detector.modules() if isinstance(module, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: the statistics of this one batch
+    detector.train()
+    with torch.no_grad():
+        detector.head(detector.backbone(images))
+    return detector.eval()
+
+
 def save_state_dict(model: nn.Module, path: Path) -> Path:
     torch.save(model.state_dict(), path)
     return path

@@ -14,7 +14,7 @@ from backbones.fuse import conv_bn_pairs, fuse
 from heads.ssdlite import SSDLite
 from tasks.detect import build_detector
 from tasks.segment import build_segmenter
-from tests.helpers import randomize_norms
+from tests.helpers import randomize_norms, with_measured_statistics
 
 
 class DetectorMaps(nn.Module):
@@ -64,20 +64,6 @@ def test_fused_model_equals_unfused(name):
         scale = float(want.abs().max())
         assert scale > 0
         torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-5 * scale)
-
-
-def with_measured_statistics(detector: nn.Module, images: Tensor) -> nn.Module:
-    """`detector` whose batch norms hold the mean and variance of their inputs on `images` (the affine terms stay).
-    With `randomize_norms`' statistics alone, the activations drift until the detections no longer depend on the
-    image (nor on the early layers, whose folding would then go unchecked)."""
-    norms = [module for module in detector.modules() if isinstance(module, nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average: the statistics of this one batch
-    detector.train()
-    with torch.no_grad():
-        detector.head(detector.backbone(images))
-    return detector.eval()
 
 
 def assert_same_detections(have: dict[str, Tensor], want: dict[str, Tensor], image_size: int) -> None:

@@ -16,11 +16,12 @@ from tasks.classify.task import main as classify_main
 from tasks.common.export import export_checkpoint
 from tasks.common.int8 import calibration_batches
 from tasks.common.task_checkpoint import load_task
-from tasks.detect.exported import FLOAT_SCOPES, evaluate_detection
+from tasks.detect.exported import FLOAT_SCOPES, detections_from_outputs, evaluate_detection
 from tasks.detect.metrics.coco import CocoEvaluator
 from tasks.detect.model import to_original_coordinates
 from tasks.segment.exported import evaluate_segmentation
-from tests.helpers import SIZE, tiny_task, write_checkpoint
+from tests.deploy.conftest import INT8_FOUND, found_fraction
+from tests.helpers import SIZE, tiny_task, with_measured_statistics, write_checkpoint
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -31,8 +32,17 @@ def count_quantized_nodes(path: str | Path) -> int:
     return sum(node.op_type in QDQ_OPS or node.op_type.startswith("QLinear") for node in graph.node)
 
 
-def export_and_quantize(task: str, folder: Path) -> dict:
+def export_and_quantize(task: str, folder: Path, measured_statistics: bool = False) -> dict:
+    """`tiny_task`'s model exported, and quantized on two batches of train images; with `measured_statistics`, the
+    detector's batch norms first take their inputs' statistics on the train images (`with_measured_statistics`).
+    Seeded: a module fixture is built before the autouse per-test seed, in whatever random state the tests before
+    it left."""
+    torch.manual_seed(0)
     module, data = tiny_task(task, folder / "cache")
+    if measured_statistics:
+        data.setup("fit")
+        train = data.build_dataset(data.train_split, train=False)
+        with_measured_statistics(module.model, torch.stack([train[i][0] for i in range(len(train))]))
     ckpt = write_checkpoint(folder / f"{task}.ckpt", module, data)
     kwargs = {"image_size": SIZE} if task == "segment" else {}
     fp32 = export_checkpoint(task, ckpt, output=folder / f"{task}.onnx", dynamic_batch=True, **kwargs).path
@@ -66,6 +76,12 @@ def segment(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def detect(tmp_path_factory) -> dict:
     return export_and_quantize("detect", tmp_path_factory.mktemp("detect"))
+
+
+@pytest.fixture(scope="module")
+def detect_measured(tmp_path_factory) -> dict:
+    """A detector whose detections depend on the image (the plain `tiny_task` one gives every image the same)."""
+    return export_and_quantize("detect", tmp_path_factory.mktemp("detect_measured"), measured_statistics=True)
 
 
 def test_calibration_batches_are_train_images(classify):
@@ -159,6 +175,22 @@ def test_detection_figures_equal_the_pytorch_model(detect):
     assert figures["fp32/AP"] == pytest.approx(reference["AP"], abs=1e-6)
     assert figures["fp32/AP50"] == pytest.approx(reference["AP50"], abs=1e-6)
     assert {"int8/AP", "int8/AP50"} <= set(figures)
+
+
+def test_int8_detections_match_fp32s_best(detect_measured):
+    """ONNX int8 against fp32, each decoded by the detector's own post-processing, on the val and train images."""
+    datamodule = detect_measured["datamodule"]
+    splits = (datamodule.val_dataset, datamodule.build_dataset(datamodule.train_split, train=False))
+    images = torch.stack([split[i][0] for split in splits for i in range(len(split))])
+    detector = detect_measured["checkpoint"].module.model
+    detections = {}
+    for name, model in detect_measured["models"].items():
+        scores, boxes = model.run(images)
+        detections[name] = detections_from_outputs(detector, scores, boxes, (SIZE, SIZE))
+    assert len(images) == 12 and all(len(d["scores"]) >= 40 for d in detections["fp32"])
+    assert len({d["scores"][:20].numpy().tobytes() for d in detections["fp32"]}) == 12  # each image its own
+    assert not torch.equal(detections["fp32"][0]["scores"], detections["int8"][0]["scores"])  # int8 kernels ran
+    assert found_fraction(detections["fp32"], detections["int8"], top=20, among=40, min_iou=0.8) >= INT8_FOUND
 
 
 def test_export_int8_command_prints_the_figures(tmp_path, capsys):
