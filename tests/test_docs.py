@@ -10,9 +10,10 @@ The rules:
 - Installing: a `pip install ...` command is not run; it must equal the pip command of `.ci/run` (less its `-q`), and
   what follows it after `&&` runs. `python -m pytest ...` is not run either (it is this suite): it must equal the
   pytest command of `.ci/run`, or add only `-m "not slow"`.
-- Training: every `python -m tasks.<task> fit` (also under torchrun) gets SHORT_SCHEDULE appended, 2 optimizer steps
-  and one validation batch, and its block is marked `slow`; so are blocks with one of SLOW_WORDS (int8 calibration,
-  the OpenVINO and ExecuTorch exports). Everything else is the fast tier.
+- Training: every `python -m tasks.<task> fit` gets SHORT_SCHEDULE["fit"] appended, at most 1 epoch of 2 steps and one
+  validation batch, and its block is marked `slow`; so are blocks with one of SLOW_WORDS (int8 calibration, the
+  OpenVINO and ExecuTorch exports). `validate` and `test` evaluate one batch (SHORT_SCHEDULE), `predict` and
+  `export` run as written. Everything else is the fast tier.
 - Downloads: a block preceded by the line `<!-- docs-test: downloads -->` fetches published weights; it runs where
   download.pytorch.org is reachable and is skipped, with that reason, elsewhere.
 
@@ -38,8 +39,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 RUN_LANGUAGES = {"python", "bash", "shell"}
-SHORT_SCHEDULE = "--trainer.max_steps 2 --trainer.limit_val_batches 1"
+SHORT_SCHEDULE = {
+    "fit": "--trainer.max_epochs 1 --trainer.max_steps 2 --trainer.limit_val_batches 1",
+    "validate": "--trainer.limit_val_batches 1",
+    "test": "--trainer.limit_test_batches 1",
+}
 FIT = re.compile(r"-m tasks\.\w+ fit\b")
+SUBCOMMAND = re.compile(r"-m tasks\.\w+ (?P<subcommand>\w+)\b")
 SLOW_WORDS = ("--int8", "--format openvino", "--format executorch")
 DOWNLOADS = "<!-- docs-test: downloads -->"
 TIMEOUT_S = 900
@@ -145,7 +151,7 @@ def logical_lines(code: str) -> list[str]:
 
 def runnable_shell(code: str) -> str:
     """The block as it runs: install and test-suite commands checked against .ci/run and left out, `fit` commands
-    with SHORT_SCHEDULE appended."""
+    and the evaluations with SHORT_SCHEDULE appended."""
     out = []
     for line in logical_lines(code):
         command, comment = split_comment(line)
@@ -159,7 +165,9 @@ def runnable_shell(code: str) -> str:
                 suite = ci_command("python -m pytest")
                 assert shlex.join(words) in (suite, f"{suite} -m 'not slow'"), f"`{part}` is not .ci/run's tests"
                 continue
-            kept.append(f"{part} {SHORT_SCHEDULE}" if FIT.search(part) else part)
+            match = SUBCOMMAND.search(part)
+            short = SHORT_SCHEDULE.get(match["subcommand"]) if match else None
+            kept.append(f"{part} {short}" if short else part)
         if kept:
             out.append(" && ".join(kept) + (f"  {comment}" if comment else ""))
         elif not command and comment:
@@ -307,13 +315,17 @@ def test_block_runs(block: Block, tmp_path: Path) -> None:
 # -- the rules themselves ---------------------------------------------------------------------------------------------
 def test_the_shell_rules() -> None:
     quick_start = 'pip install -e ".[dev]" && python -m tasks.detect fit --backbone v3_large  # trains\n'
-    assert runnable_shell(quick_start) == f"python -m tasks.detect fit --backbone v3_large {SHORT_SCHEDULE}  # trains\n"
+    fit = SHORT_SCHEDULE["fit"]
+    assert runnable_shell(quick_start) == f"python -m tasks.detect fit --backbone v3_large {fit}  # trains\n"
     continued = "python -m tasks.segment fit --head lraspp \\\n    --data.root 'a # b'\necho done\n"
-    expected = f"python -m tasks.segment fit --head lraspp --data.root 'a # b' {SHORT_SCHEDULE}\necho done\n"
+    expected = f"python -m tasks.segment fit --head lraspp --data.root 'a # b' {fit}\necho done\n"
     assert runnable_shell(continued) == expected
     with pytest.raises(AssertionError, match="install command"):
         runnable_shell("pip install mobilenet-suite\n")
     assert runnable_shell("python -m pytest -q\n") == "\n"
+    validate, predict = (f"python -m tasks.detect {sub} --ckpt_path a.ckpt" for sub in ("validate", "predict"))
+    assert runnable_shell(validate + "\n") == f"{validate} {SHORT_SCHEDULE['validate']}\n"
+    assert runnable_shell(predict + "\n") == f"{predict}\n"
     assert write_stand_ins("Detector.from_checkpoint('runs/detector.ckpt')", Path("/nonexistent")) == []
 
 
