@@ -1,8 +1,11 @@
 """Two CPU processes (DDP over gloo) evaluate a checkpoint to exactly the metrics of one process.
 
 The validation sets have an odd number of images, so a padding distributed sampler would repeat one of them
-on the second rank; COCO mAP must count each image once and the mIoU confusion matrix each pixel once.
-The two-process runs are real `python -m tasks.<task> validate --trainer.strategy ddp` subprocesses.
+on the second rank; COCO mAP must count each image once and the mIoU confusion matrix each pixel once. Each rank
+records the samples it evaluated (tests/tasks/common/evaluated_samples.py): the shards must be disjoint and together
+hold every image once, which also catches padding that a metric would hide (COCO evaluation drops a repeated image
+id). The two-process runs are real `python -m tasks.<task> validate
+--trainer.strategy ddp` subprocesses.
 """
 
 import csv
@@ -16,6 +19,7 @@ import torch
 
 from tasks import detect, segment
 from tests.helpers import last_checkpoint_path
+from tests.tasks.common.evaluated_samples import evaluated_samples
 from tests.tasks.detect.fixtures import write_coco_dataset
 
 REPO = Path(__file__).parents[3]
@@ -50,6 +54,12 @@ def last_metrics(root: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
 
 
+def record_samples(folder: Path) -> list[str]:
+    """CLI arguments that add `RecordEvaluatedSamples`, writing each rank's evaluated samples into `folder`."""
+    probe = "tests.tasks.common.evaluated_samples.RecordEvaluatedSamples"
+    return [f"--trainer.callbacks+={probe}", "--trainer.callbacks.out_dir", str(folder)]
+
+
 def task_data(task: str, tmp_path: Path) -> tuple[list[str], list[str]]:
     """(data arguments, fit-only arguments). Detection fits and evaluates 5 COCO images (val = train), so that a
     few dozen steps give a non-zero mAP to compare; segmentation uses 5 synthetic val images."""
@@ -77,17 +87,26 @@ def test_two_processes_give_the_one_process_metrics(tmp_path, task):
     single = main(
         ["validate", *COMMON, *sizes, *data, "--ckpt_path", checkpoint, "--trainer.logger", "false"]
         + ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "one")]
+        + record_samples(tmp_path / "one_samples")
     )
     expected = {name: float(single.trainer.callback_metrics[name]) for name in names}
 
     command = [sys.executable, "-m", f"tasks.{task}", "validate", *COMMON, *sizes, *data, "--ckpt_path", checkpoint]
     command += ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.enable_progress_bar", "false"]
-    command += ["--trainer.default_root_dir", str(tmp_path / "two")]
+    command += ["--trainer.default_root_dir", str(tmp_path / "two"), *record_samples(tmp_path / "two_samples")]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     measured = last_metrics(tmp_path / "two")
     assert "images)" in result.stdout  # the printed table of rank 0
+
+    # the shards: disjoint, and together every image of the one-process run, each once
+    (everything,) = evaluated_samples(tmp_path / "one_samples")
+    first, second = evaluated_samples(tmp_path / "two_samples")
+    assert len(everything) == len(set(everything)) == 5
+    assert first and second and not set(first) & set(second)
+    assert sorted(first + second) == sorted(everything)
+
     for name in names:
         assert measured[name] == pytest.approx(expected[name], abs=1e-6), name
     assert any(value > 0 for value in expected.values())  # not a comparison of zeros
