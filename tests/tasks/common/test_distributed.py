@@ -1,10 +1,10 @@
 """Two CPU processes (DDP over gloo) evaluate a checkpoint to exactly the metrics of one process.
 
 The validation sets have an odd number of images, so a padding distributed sampler would repeat one of them
-on the second rank; COCO mAP must count each image once and the mIoU confusion matrix each pixel once. Each rank
-records the samples it evaluated (tests/tasks/common/evaluated_samples.py): the shards must be disjoint and together
-hold every image once, which also catches padding that a metric would hide (COCO evaluation drops a repeated image
-id). The two-process runs are real `python -m tasks.<task> validate
+on the second rank; COCO mAP must count each image once, the mIoU confusion matrix each pixel once and top-1/top-5
+each image once. Each rank records the samples it evaluated (tests/tasks/common/evaluated_samples.py): the shards
+must be disjoint and together hold every image once, which also catches padding that a metric would hide (COCO
+evaluation drops a repeated image id). The two-process runs are real `python -m tasks.<task> validate
 --trainer.strategy ddp` subprocesses.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasks import detect, segment
+from tasks import classify, detect, segment
 from tests.helpers import last_checkpoint_path
 from tests.tasks.common.evaluated_samples import evaluated_samples
 from tests.tasks.detect.fixtures import write_coco_dataset
@@ -25,6 +25,11 @@ from tests.tasks.detect.fixtures import write_coco_dataset
 REPO = Path(__file__).parents[3]
 COMMON = ["--backbone", "v3_small", "--width", "0.5", "--data.num_workers", "0", "--trainer.accelerator", "cpu"]
 TASKS = {
+    "classify": (
+        classify.main,
+        ["--resolution", "32", "--data.synthetic_image_size", "40", "--data.batch_size", "2"],
+        ("val/top1", "val/top5"),
+    ),
     "detect": (
         detect.main,
         ["--data.image_size", "96", "--data.batch_size", "2"],
@@ -62,12 +67,13 @@ def record_samples(folder: Path) -> list[str]:
 
 def task_data(task: str, tmp_path: Path) -> tuple[list[str], list[str]]:
     """(data arguments, fit-only arguments). Detection fits and evaluates 5 COCO images (val = train), so that a
-    few dozen steps give a non-zero mAP to compare; segmentation uses 5 synthetic val images."""
+    few dozen steps give a non-zero mAP to compare; classification and segmentation use 5 synthetic val images."""
     if task == "detect":
         root = write_coco_dataset(tmp_path / "coco", num_images=5, splits=("train",))
         data = ["--data.format", "coco", "--data.root", str(root), "--data.val_split", "train"]
         return data, ["--trainer.max_epochs", "12", "--model.lr", "0.01", "--model.warmup_epochs", "0"]
-    data = ["--data.cache_dir", str(tmp_path / "cache"), "--data.synthetic_train_images", "4"]
+    train_images = "8" if task == "classify" else "4"  # the synthetic classes: one image each at the least
+    data = ["--data.cache_dir", str(tmp_path / "cache"), "--data.synthetic_train_images", train_images]
     data += ["--data.synthetic_val_images", "5"]
     return data, ["--trainer.max_epochs", "1"]
 
@@ -110,6 +116,8 @@ def test_two_processes_give_the_one_process_metrics(tmp_path, task):
     for name in names:
         assert measured[name] == pytest.approx(expected[name], abs=1e-6), name
     assert any(value > 0 for value in expected.values())  # not a comparison of zeros
+    if task == "classify":  # a fraction strictly between 0 and 1 changes when an image is counted twice
+        assert all(0 < expected[name] < 1 for name in names), expected
 
 
 @pytest.mark.slow
