@@ -172,8 +172,10 @@ def test_detection_figures_equal_the_pytorch_model(detect):
             evaluator.update([int(t["image_id"]) for t in targets], detections)
     reference = evaluator.compute()
     assert reference["AP"] > 0  # random detections still hit a few boxes: the comparison means something
-    assert figures["fp32/AP"] == pytest.approx(reference["AP"], abs=1e-6)
-    assert figures["fp32/AP50"] == pytest.approx(reference["AP50"], abs=1e-6)
+    # onnxruntime's and torch's kernels round differently in the last bits, and COCO AP (float64) is a step function
+    # of boxes and scores: equal but for float64 rounding, relative to AP's own value (about 4e-4 here)
+    assert figures["fp32/AP"] == pytest.approx(reference["AP"], rel=1e-9, abs=0)
+    assert figures["fp32/AP50"] == pytest.approx(reference["AP50"], rel=1e-9, abs=0)
     assert {"int8/AP", "int8/AP50"} <= set(figures)
 
 
