@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,8 +177,11 @@ def get_runtime(name: str, argument: str = "runtime") -> Runtime:
 
 def optional_import(module: str, needed: str, install: str) -> Any:
     """`module`, imported where it is used (a runtime that is not installed must not break the others), or an
-    ImportError that reads "<needed>, which is not installed: <install>"."""
+    ImportError that reads "<needed>, which is not installed: <install>" (or, for an installed package whose import
+    fails, names that failure)."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
+        if importlib.util.find_spec(module.split(".")[0]) is not None:
+            raise ImportError(f"{needed}: {module} is installed but its import fails ({error})") from error
         raise ImportError(f"{needed}, which is not installed: {install}") from error

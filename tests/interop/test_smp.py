@@ -44,7 +44,8 @@ def temporary_name() -> Iterator[str]:
 
 
 def scaled_diff(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return (ours - reference).abs().max().item() / max(1.0, reference.abs().max().item())
+    """The largest difference relative to the reference's largest magnitude (not floored at 1: small outputs count)."""
+    return (ours - reference).abs().max().item() / reference.abs().max().item()
 
 
 def test_names_follow_the_documented_scheme():
@@ -134,7 +135,7 @@ def test_registered_torchvision_checkpoint_loads_at_build(tmp_path, temporary_na
         stride_16 = model.encoder(x)[4]
         expected = reference.features[:13](x)  # torchvision's last stride-16 block
     assert expected.abs().max() > 0.01
-    assert scaled_diff(stride_16, expected) <= 1e-4
+    assert scaled_diff(stride_16, expected) <= 1e-5
 
     # a grey-scale model adapts the loaded RGB stem as smp does for its pretrained encoders
     grey = smp.Unet(temporary_name, encoder_weights=None, in_channels=1)
@@ -166,7 +167,7 @@ def test_load_encoder_weights_applies_timm_parity_settings(tmp_path):
         ours = model.encoder(x)[-1]
         expected = reference.blocks(reference.bn1(reference.conv_stem(x)))
     assert expected.abs().max() > 0.01
-    assert scaled_diff(ours, expected) <= 1e-4
+    assert scaled_diff(ours, expected) <= 1e-5
 
 
 def test_smp_own_mobilenet_v2_still_builds():

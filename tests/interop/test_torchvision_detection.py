@@ -11,7 +11,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from backbones import list_backbones
 from interop.torchvision_detection import MobileNetFPN, mobilenet_fpn_backbone
-from tests.helpers import randomize_norms, save_state_dict
+from tests.helpers import assert_parity, randomize_norms, save_state_dict
 
 SIZE = 128
 CHANNELS = 64  # FPN width: smaller than the default 256 keeps FasterRCNN's box head light
@@ -102,7 +102,7 @@ def test_checkpoint_loads_frozen_as_torchvision_does(tmp_path):
         ours = body.train()(x)[-1]  # frozen norms use the checkpoint's statistics even in training mode
         expected = reference.features(x)
     assert expected.abs().max() > 0.01
-    assert (ours - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())
+    assert_parity(ours, expected)
 
 
 def test_trainable_layers_and_frozen_norm_options():
