@@ -14,8 +14,12 @@ The rules:
   validation batch, and its block is marked `slow`; so are blocks with one of SLOW_WORDS (int8 calibration, the
   OpenVINO and ExecuTorch exports). `validate` and `test` evaluate one batch (SHORT_SCHEDULE), `predict` and
   `export` run as written. Everything else is the fast tier.
-- Downloads: a block preceded by the line `<!-- docs-test: downloads -->` fetches published weights; it runs where
-  download.pytorch.org is reachable and is skipped, with that reason, elsewhere.
+- Downloads: a block preceded by the line `<!-- docs-test: downloads -->` fetches the published weights of
+  PUBLISHED. It runs against a loopback publisher (`publisher`): the source's own model of each entry, randomly
+  initialised, saved under the entry's file name and served by `http.server` on 127.0.0.1, and the entry re-pointed
+  at it with that file's sha256 (a `sitecustomize.py` first on the block's PYTHONPATH registers the replacements in
+  every Python process the block starts). The block downloads over HTTP into its own TORCH_HOME, hash checked: the
+  code path a user's first download takes, without the internet.
 
 Besides the blocks: every test a page names as `tests/<file>.py::<test>` exists, the generated tables render, the
 benchmark scripts record their output where the docs include it, and the README stays a short front door.
@@ -23,11 +27,9 @@ benchmark scripts record their output where the docs include it, and the README 
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,6 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+
+import tasks  # noqa: F401  (registers the task models' weights entries, which PUBLISHED names)
+from backbones.weights import get_weights
+from tests.backbones.test_weights_registry import Server, sha256, source_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -48,6 +55,22 @@ FIT = re.compile(r"-m tasks\.\w+ fit\b")
 SUBCOMMAND = re.compile(r"-m tasks\.\w+ (?P<subcommand>\w+)\b")
 SLOW_WORDS = ("--int8", "--format openvino", "--format executorch")
 DOWNLOADS = "<!-- docs-test: downloads -->"
+# the published entries the download blocks fetch (name, tag)
+PUBLISHED = (("v3_large", "imagenet"), ("ssdlite320_v3_large", "coco"), ("lraspp_v3_large", "coco_voc"))
+SITECUSTOMIZE = """# written by tests/test_docs.py: the published entries re-pointed at the test's loopback publisher
+import tasks  # registers the task models' entries
+from backbones.weights import get_weights, register_weights
+
+for _name, _tag, _url, _sha256 in {replacements!r}:
+    _entry = get_weights(_name, _tag)
+    register_weights(
+        _name, _entry.tag, url=_url, sha256=_sha256, mean=_entry.mean, std=_entry.std, image_size=_entry.image_size,
+        resize_size=_entry.resize_size, interpolation=_entry.interpolation, categories=_entry.categories,
+        metrics=_entry.metrics, metrics_source=_entry.metrics_source, source=_entry.source,
+        file_name=_entry.cache_name, aliases=_entry.aliases, build_options=_entry.build_options, note=_entry.note,
+        replace=True,
+    )
+"""
 TIMEOUT_S = 900
 
 
@@ -277,16 +300,27 @@ def environment() -> dict[str, str]:
     return env
 
 
-@functools.cache
-def can_download() -> bool:
-    try:
-        socket.create_connection(("download.pytorch.org", 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
+@pytest.fixture(scope="module")
+def publisher(tmp_path_factory: pytest.TempPathFactory):
+    """The folder holding a `sitecustomize.py` that re-points PUBLISHED at files served on 127.0.0.1 (see the module
+    docstring), and the server, which counts the requests."""
+    folder = tmp_path_factory.mktemp("publisher")
+    served = folder / "served"
+    served.mkdir()
+    server = Server(served)
+    replacements = []
+    for name, tag in PUBLISHED:
+        entry = get_weights(name, tag)
+        path = served / entry.cache_name
+        torch.save(source_model(entry).state_dict(), path)
+        replacements.append((name, tag, f"{server.base}/{entry.cache_name}", sha256(path)))
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.format(replacements=replacements))
+    yield folder, server
+    server.stop()
 
 
-def run_block(block: Block, folder: Path) -> subprocess.CompletedProcess:
+def run_block(block: Block, folder: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    folder.mkdir(parents=True, exist_ok=True)
     write_stand_ins(block.code, folder)
     if block.language == "python":
         script = folder / "block.py"
@@ -297,19 +331,26 @@ def run_block(block: Block, folder: Path) -> subprocess.CompletedProcess:
         script.write_text(runnable_shell(block.code))
         command = ["bash", "-e", str(script)]
     return subprocess.run(
-        command, cwd=folder, env=environment(), capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+        command, cwd=folder, env=env or environment(), capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
 
 
 @pytest.mark.parametrize("block", block_params())
-def test_block_runs(block: Block, tmp_path: Path) -> None:
-    if block.downloads and not can_download():
-        pytest.skip("downloads published weights: download.pytorch.org is not reachable")
-    result = run_block(block, tmp_path)
+def test_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    env = environment()
+    if block.downloads:
+        folder, server = request.getfixturevalue("publisher")
+        env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
+        env["TORCH_HOME"] = str(tmp_path / "torch_home")
+        env.pop("MOBILENET_SUITE_WEIGHTS_MIRROR", None)
+        before = len(server.requests)
+    result = run_block(block, tmp_path / "work", env)
     assert result.returncode == 0, (
         f"{block.id} ({block.language}) failed with exit code {result.returncode}\n--- stdout\n"
         f"{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}"
     )
+    if block.downloads:  # the block fetched its weights from the publisher, into its own empty cache
+        assert len(server.requests) > before, f"{block.id} is marked as downloading but fetched nothing"
 
 
 # -- the rules themselves ---------------------------------------------------------------------------------------------
