@@ -10,10 +10,11 @@ The rules:
 - Installing: a `pip install ...` command is not run; it must equal the pip command of `.ci/run` (less its `-q`), and
   what follows it after `&&` runs. `python -m pytest ...` is not run either (it is this suite): it must equal the
   pytest command of `.ci/run`, or add only `-m "not slow"`.
+- Tiers: every block runs in the `slow` tier: each is a fresh process that spends about 5 s importing torch and
+  Lightning, which 25 blocks would add to the fast tier's 3-minute budget. The rules below run in the fast tier.
 - Training: every `python -m tasks.<task> fit` gets SHORT_SCHEDULE["fit"] appended, at most 1 epoch of 2 steps and one
-  validation batch, and its block is marked `slow`; so are blocks with one of SLOW_WORDS (int8 calibration, the
-  OpenVINO and ExecuTorch exports). `validate` and `test` evaluate one batch (SHORT_SCHEDULE), `predict` and
-  `export` run as written. Everything else is the fast tier.
+  validation batch. `validate` and `test` evaluate one batch (SHORT_SCHEDULE), `predict` and `export` run as
+  written.
 - Downloads: a block preceded by the line `<!-- docs-test: downloads -->` fetches the published weights of
   PUBLISHED. It runs against a loopback publisher (`publisher`): the source's own model of each entry, randomly
   initialised, saved under the entry's file name and served by `http.server` on 127.0.0.1, and the entry re-pointed
@@ -53,7 +54,6 @@ SHORT_SCHEDULE = {
 }
 FIT = re.compile(r"-m tasks\.\w+ fit\b")
 SUBCOMMAND = re.compile(r"-m tasks\.\w+ (?P<subcommand>\w+)\b")
-SLOW_WORDS = ("--int8", "--format openvino", "--format executorch")
 DOWNLOADS = "<!-- docs-test: downloads -->"
 # the published entries the download blocks fetch (name, tag)
 PUBLISHED = (("v3_large", "imagenet"), ("ssdlite320_v3_large", "coco"), ("lraspp_v3_large", "coco_voc"))
@@ -86,10 +86,6 @@ class Block:
     @property
     def id(self) -> str:
         return f"{self.page.relative_to(ROOT)}:{self.line}"
-
-    @property
-    def slow(self) -> bool:
-        return bool(FIT.search(self.code)) or any(word in self.code for word in SLOW_WORDS)
 
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
@@ -127,11 +123,7 @@ def runnable_blocks() -> list[Block]:
 
 
 def block_params() -> list:
-    params = []
-    for block in runnable_blocks():
-        marks = [pytest.mark.slow] if block.slow else []
-        params.append(pytest.param(block, id=block.id, marks=marks))
-    return params
+    return [pytest.param(block, id=block.id, marks=pytest.mark.slow) for block in runnable_blocks()]
 
 
 # -- .ci/run's commands, which the docs' install and test commands must equal -----------------------------------------
