@@ -15,13 +15,12 @@ from typing import Any
 
 from backbones.weights import WeightsEntry, find_weights
 from tasks.common.named_weights import architecture_fields
+from tasks.common.task_checkpoint import WEIGHT_KEYS
 from tasks.models import find_model
 
 # the subcommands that take the model's and the data's settings from `--ckpt_path` (`fit --ckpt_path` resumes, with
 # Lightning's own merge of the checkpoint's hyper-parameters)
 CHECKPOINT_SUBCOMMANDS = ("validate", "test", "predict")
-# what a checkpoint's state dict already is: named weights it was built from must not be downloaded again
-WEIGHT_ARGUMENTS = ("weights", "backbone_weights")
 # model hyper-parameters that come through the data (linked at instantiation), never from the checkpoint directly
 DATA_LINKED = ("num_classes", "class_names", "_instantiator")
 
@@ -151,7 +150,7 @@ def _from_checkpoint(
                 f"--{flag} {config.get(flag)} contradicts the checkpoint {path} (trained with {key}={value!r}); "
                 f"leave --{flag} out to use the checkpoint's"
             )
-    for key in WEIGHT_ARGUMENTS:
+    for key in WEIGHT_KEYS:  # the checkpoint's state dict is the weights: not downloaded again
         if f"model.{key}" in config and not explicit(f"model.{key}"):
             updates[f"model.{key}"] = None
     if explicit(*shape.data_locators):
