@@ -1,6 +1,6 @@
-"""MobileNet V1/V2/V3 backbones built from spec tables, with feature taps and checkpoint loading."""
+"""MobileNet V1-V4 backbones built from spec tables, with feature taps and checkpoint loading."""
 
-from backbones import mobilenet_v1, mobilenet_v2, mobilenet_v3  # noqa: F401  (registers the variants)
+from backbones import mobilenet_v1, mobilenet_v2, mobilenet_v3, mobilenet_v4  # noqa: F401  (registers the variants)
 from backbones.builder import MobileNetBackbone, build_backbone
 from backbones.classifier import MobileNetClassifier
 from backbones.factory import create_backbone, create_classifier

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from backbones.attention import MobileAttention, MultiQueryAttention
 from backbones.blocks import InvertedResidual
 from backbones.feature_info import FeatureInfo, FeatureTap
 from backbones.layers import MEMORY_FORMAT, ConvNormAct, make_divisible
-from backbones.spec import BlockSpec, NetworkSpec
+from backbones.spec import AttentionSpec, BlockSpec, NetworkSpec
 
 OUTPUT_STRIDES = (8, 16, 32)
 # "c1".."c4": outputs of the strided blocks that open the stride-4/8/16/32 stages (torchvision's C1..C4, which its
@@ -103,7 +104,7 @@ def build_backbone(
         raise ValueError(f"in_chans must be at least 1, got {in_chans}")
     norm = {"norm_eps": spec.norm_eps, "norm_momentum": spec.norm_momentum}
 
-    channels = make_divisible(spec.stem_channels * width)
+    channels = make_divisible(spec.stem_channels * max(spec.stem_min_width, width))
     stem = ConvNormAct(in_chans, channels, 3, stride=2, activation=spec.stem_activation, **norm)
     stride, dilation = 2, 1
     stage_ends = [_Tap(-1, False, FeatureTap("stem", channels, stride))]
@@ -112,13 +113,15 @@ def build_backbone(
     blocks: list[nn.Module] = []
     for index, row in enumerate(spec.blocks):
         in_stride, in_channels = stride, channels
-        block_stride = row.stride
+        block_stride, block_dilation = row.stride, dilation
         if stride * row.stride > output_stride:
             dilation *= row.stride  # same weights, same receptive field, no further downsampling
             block_stride = 1
+            if spec.dilate_strided_block:
+                block_dilation = dilation
         stride *= block_stride
         channels = make_divisible(row.out_channels * width)
-        block = _build_block(row, in_channels, channels, width, block_stride, dilation, norm)
+        block = _build_block(row, in_channels, channels, width, block_stride, block_dilation, norm)
         blocks.append(block)
         if row.stride > 1 and isinstance(block, InvertedResidual):
             # the last strided block's expansion; V1 has none, so its tap is that block's input
@@ -139,10 +142,30 @@ def build_backbone(
 
 
 def _build_block(
-    row: BlockSpec, in_channels: int, out_channels: int, width: float, stride: int, dilation: int, norm: dict
+    row: BlockSpec | AttentionSpec,
+    in_channels: int,
+    out_channels: int,
+    width: float,
+    stride: int,
+    dilation: int,
+    norm: dict,
 ) -> nn.Module:
+    if isinstance(row, AttentionSpec):
+        return MobileAttention(
+            in_channels,
+            out_channels,
+            heads=row.heads,
+            key_dim=row.key_dim,
+            kv_stride=row.kv_stride,
+            kernel=row.kernel,
+            dilation=dilation,
+            layer_scale=row.layer_scale,
+            **norm,
+        )
     if row.kind == "conv":
-        return ConvNormAct(in_channels, out_channels, row.kernel, activation=row.activation, **norm)
+        return ConvNormAct(
+            in_channels, out_channels, row.kernel, stride=stride, dilation=dilation, activation=row.activation, **norm
+        )
     if row.expanded_channels is not None:
         expanded = make_divisible(row.expanded_channels * width)
     else:
@@ -152,12 +175,15 @@ def _build_block(
         expanded,
         out_channels,
         kernel=row.kernel,
+        start_kernel=row.start_kernel,
+        expand_kernel=row.expand_kernel,
         stride=stride,
         dilation=dilation,
         activation=row.activation,
         squeeze_excite=row.squeeze_excite,
         project_activation=row.project_activation,
         residual=row.residual and row.stride == 1,  # a dilated stage keeps the strided block's missing shortcut
+        layer_scale=row.layer_scale,
         **norm,
     )
 
@@ -187,7 +213,7 @@ def _select_taps(
 
 
 def init_weights(module: nn.Module) -> None:
-    """torchvision's MobileNet initialisation."""
+    """torchvision's MobileNet initialisation; timm's for the attention projections."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -199,6 +225,9 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, MultiQueryAttention):
+            m.init_projections()
 
 
 def set_norm_momentum(module: nn.Module, momentum: float) -> None:

@@ -18,6 +18,7 @@ class ClassificationHead(nn.Module):
     - V1: pool -> FC.
     - V2: 1x1 conv + BN + ReLU6 to `hidden_channels` -> pool -> dropout -> FC (`pool_first=False`).
     - V3: pool -> linear to `hidden_channels` + hard-swish -> dropout -> FC (`pool_first=True`).
+    - V4: pool -> 1x1 conv + BN + activation to `hidden_channels` -> dropout -> FC (`hidden_norm=True`).
     """
 
     # the layer whose output size is the class count: fine-tuning weights of another class count replaces it
@@ -31,6 +32,7 @@ class ClassificationHead(nn.Module):
         *,
         hidden_channels: int | None = None,
         pool_first: bool = True,
+        hidden_norm: bool = False,
         activation: str = "relu",
         dropout: float = 0.0,
         norm_eps: float = 1e-5,
@@ -39,19 +41,16 @@ class ClassificationHead(nn.Module):
         super().__init__()
         self.conv = None  # widening before the pool (V2)
         self.hidden = None  # widening after the pool (V3)
+        self.pooled_conv = None  # widening after the pool, with a norm (V4)
         features = in_channels
         if hidden_channels is not None:
-            if pool_first:
+            norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
+            if pool_first and hidden_norm:
+                self.pooled_conv = ConvNormAct(in_channels, hidden_channels, 1, activation=activation, **norm)
+            elif pool_first:
                 self.hidden = nn.Sequential(nn.Linear(in_channels, hidden_channels), make_activation(activation))
             else:
-                self.conv = ConvNormAct(
-                    in_channels,
-                    hidden_channels,
-                    1,
-                    activation=activation,
-                    norm_eps=norm_eps,
-                    norm_momentum=norm_momentum,
-                )
+                self.conv = ConvNormAct(in_channels, hidden_channels, 1, activation=activation, **norm)
             features = hidden_channels
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(features, num_classes)
@@ -60,7 +59,10 @@ class ClassificationHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.conv is not None:
             x = self.conv(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        x = F.adaptive_avg_pool2d(x, 1)
+        if self.pooled_conv is not None:
+            x = self.pooled_conv(x)
+        x = torch.flatten(x, 1)
         if self.hidden is not None:
             x = self.hidden(x)
         return self.fc(self.dropout(x))

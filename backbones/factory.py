@@ -62,6 +62,7 @@ def create_classifier(
         num_classes,
         hidden_channels=hidden,
         pool_first=head_spec.pool_first,
+        hidden_norm=head_spec.hidden_norm,
         activation=head_spec.activation,
         dropout=head_spec.dropout if dropout is None else dropout,
         norm_eps=spec.norm_eps,

@@ -1,4 +1,4 @@
-"""Small composable ops shared by every MobileNet: conv-norm-activation and squeeze-excitation."""
+"""Small composable ops shared by every MobileNet: conv-norm-activation, squeeze-excitation, layer scale."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu6": lambda: nn.ReLU6(inplace=True),
     "hardswish": lambda: nn.Hardswish(inplace=True),
     "hardsigmoid": nn.Hardsigmoid,
+    "gelu": nn.GELU,  # V4-Hybrid-Large; exact (erf) GELU, as timm's
 }
 
 
@@ -93,3 +94,14 @@ class SqueezeExcite(nn.Module):
         scale = F.adaptive_avg_pool2d(x, 1)  # faster than mean() on channels-last maps
         scale = self.gate(self.expand(self.act(self.reduce(scale))))
         return x * scale
+
+
+class LayerScale(nn.Module):
+    """A learned per-channel scale of a residual branch's output (V4-Hybrid, after CaiT), initialised small."""
+
+    def __init__(self, channels: int, initial_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), initial_value))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)

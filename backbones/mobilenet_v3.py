@@ -90,6 +90,7 @@ def _v3(name: str, table: tuple[BlockSpec, ...], head: int, reduced_tail: bool, 
         classifier=ClassifierSpec(hidden_channels=head, pool_first=True, activation=activation, dropout=0.2),
         norm_eps=norm_eps,
         norm_momentum=0.01,
+        dilate_strided_block=True,  # torchvision's segmentation weights were trained with it
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from backbones.attention import MobileAttention
 from backbones.builder import MobileNetBackbone
 from backbones.layers import ConvNormAct
 
@@ -32,6 +33,9 @@ SOURCE_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _BLOCK_PARTS = ("expand", "depthwise", "squeeze_excite", "project")
+# timm writes every inverted residual of V4's tables as a UniversalInvertedResidual (dw_start, pw_exp, dw_mid,
+# pw_proj), the V1-V3 ones as DepthwiseSeparableConv or InvertedResidual
+TIMM_UNIVERSAL_PREFIX = "v4_"
 TORCHVISION_CONV_NORM = {"0": "conv", "1": "norm"}  # torchvision's Conv2dNormActivation children
 StateDict = dict[str, Tensor]
 
@@ -95,27 +99,51 @@ def _torchvision_map(backbone: MobileNetBackbone) -> dict[str, str]:
 
 def _timm_map(backbone: MobileNetBackbone) -> dict[str, str]:
     leaves = _conv_norm("backbone.stem", "conv_stem", "bn1")
-    stage, index, previous = -1, 0, None
-    for i, (row, block) in enumerate(zip(backbone.spec.blocks, backbone.blocks, strict=True)):
-        # timm groups the paper's rows into stages of equal output channels
-        stage, index = (stage, index + 1) if row.out_channels == previous else (stage + 1, 0)
-        previous = row.out_channels
+    universal = backbone.spec.name.startswith(TIMM_UNIVERSAL_PREFIX)
+    positions = backbone.spec.stage_positions()
+    for i, ((stage, index), block) in enumerate(zip(positions, backbone.blocks, strict=True)):
         ours, theirs = f"backbone.blocks.{i}", f"blocks.{stage}.{index}"
         if isinstance(block, ConvNormAct):
             leaves |= _conv_norm(ours, f"{theirs}.conv", f"{theirs}.bn1")
-            continue
-        if block.expand is None:  # timm's DepthwiseSeparableConv
-            parts = {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")}
+        elif isinstance(block, MobileAttention):
+            leaves |= _timm_attention(ours, theirs)
+        elif block.depthwise is None and block.start is None and block.expand.conv.kernel_size[0] > 1:
+            parts = {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")}  # timm's EdgeResidual
+            leaves |= _parts(ours, theirs, parts)
+        elif universal:
+            names = {"start": "dw_start", "expand": "pw_exp", "depthwise": "dw_mid", "project": "pw_proj"}
+            parts = {part: (f"{name}.conv", f"{name}.bn") for part, name in names.items()}
+            leaves |= _parts(ours, theirs, parts) | {f"{ours}.layer_scale": f"{theirs}.layer_scale"}
+        elif block.expand is None:  # timm's DepthwiseSeparableConv
+            leaves |= _parts(ours, theirs, {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")})
         else:
             parts = {"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
-        for part, (conv, norm) in parts.items():
-            leaves |= _conv_norm(f"{ours}.{part}", f"{theirs}.{conv}", f"{theirs}.{norm}")
+            leaves |= _parts(ours, theirs, parts)
         leaves |= {
             f"{ours}.squeeze_excite.reduce": f"{theirs}.se.conv_reduce",
             f"{ours}.squeeze_excite.expand": f"{theirs}.se.conv_expand",
         }
     head = {"head.hidden.0": "conv_head", "head.fc": "classifier"}
+    head |= _conv_norm("head.pooled_conv", "conv_head", "norm_head")
     return leaves | _conv_norm("head.conv", "conv_head", "bn2") | head
+
+
+def _parts(ours: str, theirs: str, parts: dict[str, tuple[str, str]]) -> dict[str, str]:
+    leaves = {}
+    for part, (conv, norm) in parts.items():
+        leaves |= _conv_norm(f"{ours}.{part}", f"{theirs}.{conv}", f"{theirs}.{norm}")
+    return leaves
+
+
+def _timm_attention(ours: str, theirs: str) -> dict[str, str]:
+    """Our MobileAttention -> timm's MobileAttention with MultiQueryAttention2d."""
+    attention, attn = f"{ours}.attention", f"{theirs}.attn"
+    leaves = {f"{ours}.norm": f"{theirs}.norm", f"{ours}.layer_scale": f"{theirs}.layer_scale"}
+    for name in ("query", "key", "value", "output"):
+        leaves[f"{attention}.{name}"] = f"{attn}.{name}.proj"
+    for name in ("key", "value"):
+        leaves |= _conv_norm(f"{attention}.{name}_down", f"{attn}.{name}.down_conv", f"{attn}.{name}.norm")
+    return leaves
 
 
 # -- whole task models ------------------------------------------------------------------------------------------

@@ -10,11 +10,9 @@ from backbones.classifier import ClassificationHead
 def test_head_sizes_itself_from_feature_info(name):
     model = create_classifier(name, num_classes=7, width=0.5).eval()
     in_channels = model.backbone.feature_info.channels()[-1]
-    first = (
-        model.head.conv.conv
-        if model.head.conv is not None
-        else (model.head.hidden[0] if model.head.hidden is not None else model.head.fc)
-    )
+    head = model.head
+    widening = [head.conv, head.pooled_conv, head.hidden]
+    first = next((layer[0] for layer in widening if layer is not None), head.fc)
     assert (first.in_channels if isinstance(first, nn.Conv2d) else first.in_features) == in_channels
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
@@ -30,12 +28,17 @@ def test_head_sizes_itself_from_feature_info(name):
         ("v3_large", 1.0, None, 1280),
         ("v3_large", 0.75, None, 960),
         ("v3_small", 1.0, None, 1024),
+        ("v4_conv_small", 0.5, None, 1280),  # V4 never narrows the 1280 layer
+        ("v4_hybrid_large", 1.0, None, 1280),
     ],
 )
 def test_papers_heads(name, width, conv, hidden):
     head = create_classifier(name, width=width).head
     assert (head.conv.out_channels if head.conv is not None else None) == conv
-    assert (head.hidden[0].out_features if head.hidden is not None else None) == hidden
+    pooled = head.hidden[0].out_features if head.hidden is not None else None
+    if head.pooled_conv is not None:
+        pooled = head.pooled_conv.out_channels
+    assert pooled == hidden
 
 
 def test_dropout_default_and_override():

@@ -10,6 +10,7 @@ import torchvision
 from torch import Tensor, nn
 
 from backbones import create_backbone, create_classifier, list_backbones
+from backbones.attention import MobileAttention
 from backbones.fuse import conv_bn_pairs, fuse
 from heads.ssdlite import SSDLite
 from tasks.detect import build_detector
@@ -53,10 +54,13 @@ def test_fused_model_equals_unfused(name):
     model = randomize_norms(MODELS[name]())
     pairs = conv_bn_pairs(model)
     norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert len(pairs) == norms > 10  # every batch norm of these models follows a conv inside a Sequential
+    # every batch norm of these models follows a conv inside a Sequential, but the one that opens a Mobile MQA block:
+    # it comes before its convolutions, and folding it forward into a zero-padded conv would change the borders
+    attention_norms = sum(isinstance(m, MobileAttention) for m in model.modules())
+    assert len(pairs) == norms - attention_norms > 10
     fused = fuse(model)
     assert conv_bn_pairs(fused) == []
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in fused.modules()) == attention_norms
     x = torch.randn(2, 3, 64, 64)
     expected, got = outputs(model, x), outputs(fused, x)
     assert len(expected) == len(got) > 0

@@ -24,6 +24,11 @@ SOURCES = [
     ("v2", "timm", "mobilenetv2_100"),
     ("v3_large", "timm", "mobilenetv3_large_100"),
     ("v3_small", "timm", "mobilenetv3_small_100"),
+    ("v4_conv_small", "timm", "mobilenetv4_conv_small"),
+    ("v4_conv_medium", "timm", "mobilenetv4_conv_medium"),
+    ("v4_conv_large", "timm", "mobilenetv4_conv_large"),
+    ("v4_hybrid_medium", "timm", "mobilenetv4_hybrid_medium"),
+    ("v4_hybrid_large", "timm", "mobilenetv4_hybrid_large"),
 ]
 
 

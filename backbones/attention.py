@@ -1,0 +1,103 @@
+"""V4-Hybrid's Mobile MQA block: batch norm -> multi-query attention -> [layer scale] (+ shortcut).
+
+Multi-query attention: every head has its own query projection, all heads share one key and one value
+projection. Keys and values are computed on a map downsampled by a strided depthwise conv (`kv_stride`),
+which divides the attention's cost by `kv_stride`**2 (the paper's "spatial reduction").
+
+As all heads attend over the same keys, the heads' queries are stacked into one sequence of heads x H x W
+queries and the whole block is one single-head attention call: no broadcast over heads, one plain
+`scaled_dot_product_attention` that every exporter handles.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from backbones.layers import ConvNormAct, LayerScale
+
+
+class MultiQueryAttention(nn.Module):
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int,
+        *,
+        heads: int,
+        key_dim: int,
+        kv_stride: int = 1,
+        kernel: int = 3,
+        dilation: int = 1,
+        norm_eps: float = 1e-5,
+        norm_momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.heads, self.key_dim = heads, key_dim
+        self.query = nn.Conv2d(channels, heads * key_dim, 1, bias=False)
+        self.key_down = self.value_down = None
+        if kv_stride > 1:
+            norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
+            down = {"stride": kv_stride, "dilation": dilation, "groups": channels, "activation": None, **norm}
+            self.key_down = ConvNormAct(channels, channels, kernel, **down)
+            self.value_down = ConvNormAct(channels, channels, kernel, **down)
+        self.key = nn.Conv2d(channels, key_dim, 1, bias=False)
+        self.value = nn.Conv2d(channels, key_dim, 1, bias=False)
+        self.output = nn.Conv2d(heads * key_dim, out_channels, 1, bias=False)
+        self.init_projections()
+
+    def init_projections(self) -> None:
+        """Xavier-uniform projections, as timm: its hybrids train more steadily so than with kaiming."""
+        for conv in (self.query, self.key, self.value, self.output):
+            nn.init.xavier_uniform_(conv.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        heads, dim = self.heads, self.key_dim
+        # (N, heads * dim, H, W) -> (N, heads * H * W, dim): head-major, as the output projection reads it
+        query = self.query(x).reshape(n, heads, dim, h * w).transpose(2, 3).reshape(n, heads * h * w, dim)
+        key = self.key(x if self.key_down is None else self.key_down(x))
+        value = self.value(x if self.value_down is None else self.value_down(x))
+        key = key.flatten(2).transpose(1, 2)  # (N, P, dim)
+        value = value.flatten(2).transpose(1, 2)
+        out = F.scaled_dot_product_attention(query, key, value)  # (N, heads * H * W, dim)
+        out = out.reshape(n, heads, h * w, dim).permute(0, 1, 3, 2).reshape(n, heads * dim, h, w)
+        return self.output(out)
+
+
+class MobileAttention(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        heads: int,
+        key_dim: int,
+        kv_stride: int = 1,
+        kernel: int = 3,
+        dilation: int = 1,
+        layer_scale: float | None = None,
+        norm_eps: float = 1e-5,
+        norm_momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(in_channels, eps=norm_eps, momentum=norm_momentum)
+        self.attention = MultiQueryAttention(
+            in_channels,
+            out_channels,
+            heads=heads,
+            key_dim=key_dim,
+            kv_stride=kv_stride,
+            kernel=kernel,
+            dilation=dilation,
+            norm_eps=norm_eps,
+            norm_momentum=norm_momentum,
+        )
+        self.layer_scale = LayerScale(out_channels, layer_scale) if layer_scale is not None else None
+        self.use_residual = in_channels == out_channels
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.attention(self.norm(x))
+        if self.layer_scale is not None:
+            out = self.layer_scale(out)
+        return out + x if self.use_residual else out
