@@ -39,7 +39,9 @@ class InvertedResidual(nn.Module):
         super().__init__()
         norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
         # the stride goes to the middle depthwise, else to the first spatial convolution (timm's UIB and fused IB)
-        spatial = [name for name, k in (("start", start_kernel), ("expand", expand_kernel), ("depthwise", kernel)) if k > 1]
+        spatial = [
+            name for name, k in (("start", start_kernel), ("expand", expand_kernel), ("depthwise", kernel)) if k > 1
+        ]
         if stride > 1 and not spatial:
             raise ValueError("a strided block needs a spatial convolution (kernel, start_kernel or expand_kernel > 1)")
         strided = "depthwise" if kernel else (spatial[0] if spatial else None)
@@ -49,8 +51,13 @@ class InvertedResidual(nn.Module):
 
         self.start = (
             ConvNormAct(
-                in_channels, in_channels, start_kernel, groups=in_channels, activation=None,
-                **spatial_args("start"), **norm,
+                in_channels,
+                in_channels,
+                start_kernel,
+                groups=in_channels,
+                activation=None,
+                **spatial_args("start"),
+                **norm,
             )
             if start_kernel
             else None

@@ -13,7 +13,12 @@ from backbones.registry import register_backbone
 from backbones.spec import AttentionSpec, BlockSpec, ClassifierSpec, NetworkSpec
 
 Row = BlockSpec | AttentionSpec
+Stage = tuple[Row, ...]
 LAYER_SCALE = 1e-5  # the hybrids' layer-scale initial value, on UIB and MQA rows
+
+
+def stage(*groups: tuple[Row, ...]) -> Stage:
+    return tuple(row for group in groups for row in group)
 
 
 class _Table:
@@ -26,10 +31,14 @@ class _Table:
         return (BlockSpec(out, kernel=kernel, stride=stride, activation=self.activation, kind="conv"),)
 
     def fused_ib(self, kernel: int, expansion: float, out: int, stride: int) -> tuple[Row]:
-        row = BlockSpec(out, kernel=0, expand_kernel=kernel, stride=stride, expansion=expansion, activation=self.activation)
+        row = BlockSpec(
+            out, kernel=0, expand_kernel=kernel, stride=stride, expansion=expansion, activation=self.activation
+        )
         return (row,)
 
-    def uib(self, start: int, middle: int, expansion: float, out: int, stride: int = 1, repeat: int = 1) -> tuple[Row, ...]:
+    def uib(
+        self, start: int, middle: int, expansion: float, out: int, stride: int = 1, repeat: int = 1
+    ) -> tuple[Row, ...]:
         """`repeat` rows, only the first strided (the paper's and timm's repeat rule)."""
         return tuple(
             BlockSpec(
@@ -48,86 +57,162 @@ class _Table:
         return (AttentionSpec(out, heads=heads, key_dim=key_dim, kv_stride=kv_stride, layer_scale=self.layer_scale),)
 
 
-def _conv_small() -> list[tuple[Row, ...]]:
+def _conv_small() -> list[Stage]:
     t = _Table("relu")
     return [
-        t.conv(3, 32, 2) + t.conv(1, 32),  # 112 px in
-        t.conv(3, 96, 2) + t.conv(1, 64),  # 56 px
-        t.uib(5, 5, 3, 96, 2) + t.uib(0, 3, 2, 96, repeat=4) + t.uib(3, 0, 4, 96),  # 28 px
-        t.uib(3, 3, 6, 128, 2) + t.uib(5, 5, 4, 128) + t.uib(0, 5, 4, 128) + t.uib(0, 5, 3, 128)  # 14 px
-        + t.uib(0, 3, 4, 128, repeat=2),
-        t.conv(1, 960),  # 7 px
+        # 112 px in
+        stage(t.conv(3, 32, 2), t.conv(1, 32)),
+        # 56 px
+        stage(t.conv(3, 96, 2), t.conv(1, 64)),
+        # 28 px
+        stage(t.uib(5, 5, 3, 96, 2), t.uib(0, 3, 2, 96, repeat=4), t.uib(3, 0, 4, 96)),
+        # 14 px
+        stage(
+            t.uib(3, 3, 6, 128, 2),
+            t.uib(5, 5, 4, 128),
+            t.uib(0, 5, 4, 128),
+            t.uib(0, 5, 3, 128),
+            t.uib(0, 3, 4, 128, repeat=2),
+        ),
+        # 7 px
+        stage(t.conv(1, 960)),
     ]
 
 
-def _conv_medium() -> list[tuple[Row, ...]]:
+def _conv_medium() -> list[Stage]:
     t = _Table("relu")
     return [
-        t.fused_ib(3, 4, 48, 2),
-        t.uib(3, 5, 4, 80, 2) + t.uib(3, 3, 2, 80),
-        t.uib(3, 5, 6, 160, 2) + t.uib(3, 3, 4, 160, repeat=2) + t.uib(3, 5, 4, 160) + t.uib(3, 3, 4, 160)
-        + t.uib(3, 0, 4, 160) + t.uib(0, 0, 2, 160) + t.uib(3, 0, 4, 160),
-        t.uib(5, 5, 6, 256, 2) + t.uib(5, 5, 4, 256) + t.uib(3, 5, 4, 256, repeat=2) + t.uib(0, 0, 4, 256)
-        + t.uib(3, 0, 4, 256) + t.uib(3, 5, 2, 256) + t.uib(5, 5, 4, 256) + t.uib(0, 0, 4, 256, repeat=2)
-        + t.uib(5, 0, 2, 256),
-        t.conv(1, 960),
+        stage(t.fused_ib(3, 4, 48, 2)),
+        stage(t.uib(3, 5, 4, 80, 2), t.uib(3, 3, 2, 80)),
+        stage(
+            t.uib(3, 5, 6, 160, 2),
+            t.uib(3, 3, 4, 160, repeat=2),
+            t.uib(3, 5, 4, 160),
+            t.uib(3, 3, 4, 160),
+            t.uib(3, 0, 4, 160),
+            t.uib(0, 0, 2, 160),
+            t.uib(3, 0, 4, 160),
+        ),
+        stage(
+            t.uib(5, 5, 6, 256, 2),
+            t.uib(5, 5, 4, 256),
+            t.uib(3, 5, 4, 256, repeat=2),
+            t.uib(0, 0, 4, 256),
+            t.uib(3, 0, 4, 256),
+            t.uib(3, 5, 2, 256),
+            t.uib(5, 5, 4, 256),
+            t.uib(0, 0, 4, 256, repeat=2),
+            t.uib(5, 0, 2, 256),
+        ),
+        stage(t.conv(1, 960)),
     ]
 
 
-def _conv_large() -> list[tuple[Row, ...]]:
+def _conv_large() -> list[Stage]:
     t = _Table("relu")
     return [
-        t.fused_ib(3, 4, 48, 2),
-        t.uib(3, 5, 4, 96, 2) + t.uib(3, 3, 4, 96),
-        t.uib(3, 5, 4, 192, 2) + t.uib(3, 3, 4, 192, repeat=3) + t.uib(3, 5, 4, 192) + t.uib(5, 3, 4, 192, repeat=5)
-        + t.uib(3, 0, 4, 192),
-        t.uib(5, 5, 4, 512, 2, repeat=4) + t.uib(5, 0, 4, 512) + t.uib(5, 3, 4, 512) + t.uib(5, 0, 4, 512, repeat=2)
-        + t.uib(5, 3, 4, 512) + t.uib(5, 5, 4, 512) + t.uib(5, 0, 4, 512, repeat=3),
-        t.conv(1, 960),
+        stage(t.fused_ib(3, 4, 48, 2)),
+        stage(t.uib(3, 5, 4, 96, 2), t.uib(3, 3, 4, 96)),
+        stage(
+            t.uib(3, 5, 4, 192, 2),
+            t.uib(3, 3, 4, 192, repeat=3),
+            t.uib(3, 5, 4, 192),
+            t.uib(5, 3, 4, 192, repeat=5),
+            t.uib(3, 0, 4, 192),
+        ),
+        stage(
+            t.uib(5, 5, 4, 512, 2, repeat=4),
+            t.uib(5, 0, 4, 512),
+            t.uib(5, 3, 4, 512),
+            t.uib(5, 0, 4, 512, repeat=2),
+            t.uib(5, 3, 4, 512),
+            t.uib(5, 5, 4, 512),
+            t.uib(5, 0, 4, 512, repeat=3),
+        ),
+        stage(t.conv(1, 960)),
     ]
 
 
-def _hybrid_medium() -> list[tuple[Row, ...]]:
+def _hybrid_medium() -> list[Stage]:
     t = _Table("relu", LAYER_SCALE)
     return [
-        t.fused_ib(3, 4, 48, 2),
-        t.uib(3, 5, 4, 80, 2) + t.uib(3, 3, 2, 80),
-        t.uib(3, 5, 6, 160, 2) + t.uib(0, 0, 2, 160) + t.uib(3, 3, 4, 160) + t.uib(3, 5, 4, 160)
-        + t.mqa(4, 64, 160, kv_stride=2) + t.uib(3, 3, 4, 160)
-        + t.mqa(4, 64, 160, kv_stride=2) + t.uib(3, 0, 4, 160)
-        + t.mqa(4, 64, 160, kv_stride=2) + t.uib(3, 3, 4, 160)
-        + t.mqa(4, 64, 160, kv_stride=2) + t.uib(3, 0, 4, 160),
-        t.uib(5, 5, 6, 256, 2) + t.uib(5, 5, 4, 256) + t.uib(3, 5, 4, 256, repeat=2) + t.uib(0, 0, 2, 256)
-        + t.uib(3, 5, 2, 256) + t.uib(0, 0, 2, 256) + t.uib(0, 0, 4, 256)
-        + t.mqa(4, 64, 256) + t.uib(3, 0, 4, 256)
-        + t.mqa(4, 64, 256) + t.uib(5, 5, 4, 256)
-        + t.mqa(4, 64, 256) + t.uib(5, 0, 4, 256)
-        + t.mqa(4, 64, 256) + t.uib(5, 0, 4, 256),
-        t.conv(1, 960),
+        stage(t.fused_ib(3, 4, 48, 2)),
+        stage(t.uib(3, 5, 4, 80, 2), t.uib(3, 3, 2, 80)),
+        stage(
+            t.uib(3, 5, 6, 160, 2),
+            t.uib(0, 0, 2, 160),
+            t.uib(3, 3, 4, 160),
+            t.uib(3, 5, 4, 160),
+            t.mqa(4, 64, 160, kv_stride=2),
+            t.uib(3, 3, 4, 160),
+            t.mqa(4, 64, 160, kv_stride=2),
+            t.uib(3, 0, 4, 160),
+            t.mqa(4, 64, 160, kv_stride=2),
+            t.uib(3, 3, 4, 160),
+            t.mqa(4, 64, 160, kv_stride=2),
+            t.uib(3, 0, 4, 160),
+        ),
+        stage(
+            t.uib(5, 5, 6, 256, 2),
+            t.uib(5, 5, 4, 256),
+            t.uib(3, 5, 4, 256, repeat=2),
+            t.uib(0, 0, 2, 256),
+            t.uib(3, 5, 2, 256),
+            t.uib(0, 0, 2, 256),
+            t.uib(0, 0, 4, 256),
+            t.mqa(4, 64, 256),
+            t.uib(3, 0, 4, 256),
+            t.mqa(4, 64, 256),
+            t.uib(5, 5, 4, 256),
+            t.mqa(4, 64, 256),
+            t.uib(5, 0, 4, 256),
+            t.mqa(4, 64, 256),
+            t.uib(5, 0, 4, 256),
+        ),
+        stage(t.conv(1, 960)),
     ]
 
 
-def _hybrid_large() -> list[tuple[Row, ...]]:
+def _hybrid_large() -> list[Stage]:
     t = _Table("gelu", LAYER_SCALE)
     return [
-        t.fused_ib(3, 4, 48, 2),
-        t.uib(3, 5, 4, 96, 2) + t.uib(3, 3, 4, 96),
-        t.uib(3, 5, 4, 192, 2) + t.uib(3, 3, 4, 192, repeat=3) + t.uib(3, 5, 4, 192) + t.uib(5, 3, 4, 192, repeat=2)
-        + t.mqa(8, 48, 192, kv_stride=2) + t.uib(5, 3, 4, 192)
-        + t.mqa(8, 48, 192, kv_stride=2) + t.uib(5, 3, 4, 192)
-        + t.mqa(8, 48, 192, kv_stride=2) + t.uib(5, 3, 4, 192)
-        + t.mqa(8, 48, 192, kv_stride=2) + t.uib(3, 0, 4, 192),
-        t.uib(5, 5, 4, 512, 2, repeat=4) + t.uib(5, 0, 4, 512) + t.uib(5, 3, 4, 512) + t.uib(5, 0, 4, 512, repeat=2)
-        + t.uib(5, 3, 4, 512) + t.uib(5, 5, 4, 512)
-        + t.mqa(8, 64, 512) + t.uib(5, 0, 4, 512)
-        + t.mqa(8, 64, 512) + t.uib(5, 0, 4, 512)
-        + t.mqa(8, 64, 512) + t.uib(5, 0, 4, 512)
-        + t.mqa(8, 64, 512) + t.uib(5, 0, 4, 512),
-        t.conv(1, 960),
+        stage(t.fused_ib(3, 4, 48, 2)),
+        stage(t.uib(3, 5, 4, 96, 2), t.uib(3, 3, 4, 96)),
+        stage(
+            t.uib(3, 5, 4, 192, 2),
+            t.uib(3, 3, 4, 192, repeat=3),
+            t.uib(3, 5, 4, 192),
+            t.uib(5, 3, 4, 192, repeat=2),
+            t.mqa(8, 48, 192, kv_stride=2),
+            t.uib(5, 3, 4, 192),
+            t.mqa(8, 48, 192, kv_stride=2),
+            t.uib(5, 3, 4, 192),
+            t.mqa(8, 48, 192, kv_stride=2),
+            t.uib(5, 3, 4, 192),
+            t.mqa(8, 48, 192, kv_stride=2),
+            t.uib(3, 0, 4, 192),
+        ),
+        stage(
+            t.uib(5, 5, 4, 512, 2, repeat=4),
+            t.uib(5, 0, 4, 512),
+            t.uib(5, 3, 4, 512),
+            t.uib(5, 0, 4, 512, repeat=2),
+            t.uib(5, 3, 4, 512),
+            t.uib(5, 5, 4, 512),
+            t.mqa(8, 64, 512),
+            t.uib(5, 0, 4, 512),
+            t.mqa(8, 64, 512),
+            t.uib(5, 0, 4, 512),
+            t.mqa(8, 64, 512),
+            t.uib(5, 0, 4, 512),
+            t.mqa(8, 64, 512),
+            t.uib(5, 0, 4, 512),
+        ),
+        stage(t.conv(1, 960)),
     ]
 
 
-def _v4(name: str, stages: list[tuple[Row, ...]], stem: int, activation: str, norm_eps: float) -> NetworkSpec:
+def _v4(name: str, stages: list[Stage], stem: int, activation: str, norm_eps: float) -> NetworkSpec:
     return NetworkSpec(
         name=name,
         stem_channels=stem,

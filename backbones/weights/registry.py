@@ -202,19 +202,27 @@ def _torchvision_classifier(name: str, tag: str, file: str, top1: float, top5: f
 
 
 def _timm_classifier(
-    name: str, tag: str, url: str, sha256: str | None, top1: float, top5: float, crop_pct: float, **kw: Any
+    name: str,
+    tag: str,
+    url: str,
+    sha256: str | None,
+    top1: float,
+    top5: float,
+    crop_pct: float,
+    image_size: int = 224,
+    **kw: Any,
 ) -> None:
     register_weights(
         name,
         tag,
         url=url,
         sha256=sha256,
-        image_size=224,
-        resize_size=int(224 / crop_pct),  # timm's floor(size / crop_pct)
+        image_size=image_size,
+        resize_size=int(image_size / crop_pct),  # timm's floor(size / crop_pct)
         interpolation="bicubic",
         categories=IMAGENET_CATEGORIES,
         metrics={"ImageNet-1k top-1": top1, "ImageNet-1k top-5": top5},
-        metrics_source=f"timm results-imagenet.csv at 224 px, crop_pct {crop_pct}: {_TIMM_RESULTS}",
+        metrics_source=f"timm results-imagenet.csv at {image_size} px, crop_pct {crop_pct}: {_TIMM_RESULTS}",
         source="timm",
         **kw,
     )
@@ -271,3 +279,29 @@ _timm_classifier(
     "v3_small", "timm_lamb_in1k", _TIMM_RELEASE + "mobilenetv3_small_100_lamb-266a294c.pth", "266a294c", 67.636,
     87.638, 0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, note=_ALSO_HF.format("mobilenetv3_small_100.lamb_in1k"),
 )  # fmt: skip
+
+# MobileNetV4: timm's ImageNet-1k classifiers (the in12k_ft ones pre-trained on ImageNet-12k), each at the input size
+# and crop it was trained and published with; all on the HF hub only, so none is hash-checked (`_NO_HF_HASH`)
+for _name, _tag, _size, _top1, _top5, _mean_std, _default in (
+    ("v4_conv_small", "e2400_r224_in1k", 224, 73.756, 91.430, IMAGENET_MEAN, False),
+    ("v4_conv_small", "e1200_r224_in1k", 224, 73.450, 91.340, IMAGENET_MEAN, False),
+    ("v4_conv_small", "e3600_r256_in1k", 256, 74.534, 91.940, HALF, True),
+    ("v4_conv_medium", "e500_r224_in1k", 224, 79.092, 94.788, IMAGENET_MEAN, False),
+    ("v4_conv_medium", "e500_r256_in1k", 256, 79.916, 95.188, IMAGENET_MEAN, False),
+    ("v4_conv_medium", "e250_r384_in12k_ft_in1k", 384, 82.776, 96.448, IMAGENET_MEAN, True),
+    ("v4_conv_large", "e500_r256_in1k", 256, 81.864, 95.696, IMAGENET_MEAN, False),
+    ("v4_conv_large", "e600_r384_in1k", 384, 82.974, 96.244, IMAGENET_MEAN, True),
+    ("v4_hybrid_medium", "e500_r224_in1k", 224, 80.432, 95.378, IMAGENET_MEAN, False),
+    ("v4_hybrid_medium", "ix_e550_r256_in1k", 256, 81.478, 95.692, IMAGENET_MEAN, False),
+    ("v4_hybrid_medium", "e200_r256_in12k_ft_in1k", 256, 82.360, 96.256, IMAGENET_MEAN, False),
+    ("v4_hybrid_medium", "ix_e550_r384_in1k", 384, 82.952, 96.470, IMAGENET_MEAN, True),
+    ("v4_hybrid_large", "e600_r384_in1k", 384, 83.826, 96.748, IMAGENET_MEAN, False),
+    ("v4_hybrid_large", "ix_e600_r384_in1k", 384, 83.996, 96.714, IMAGENET_MEAN, True),
+):  # fmt: skip
+    _timm_name = f"mobilenet{_name}.{_tag}"  # e.g. mobilenetv4_conv_small.e2400_r224_in1k
+    _crop = 0.875 if _name == "v4_conv_small" and _size == 224 else 0.95
+    _timm_classifier(
+        _name, f"timm_{_tag}", _hf_bin(_timm_name), None, _top1, _top5, _crop, image_size=_size,
+        mean=_mean_std, std=IMAGENET_STD if _mean_std == IMAGENET_MEAN else HALF, file_name=f"{_timm_name}.bin",
+        aliases=(DEFAULT_TAG,) if _default else (), note=_NO_HF_HASH,
+    )  # fmt: skip

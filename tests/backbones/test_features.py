@@ -1,9 +1,13 @@
 """Registry-parametrised checks of the feature taps: what forward returns is what feature_info says."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from backbones import create_backbone, list_backbones
+from backbones import build_backbone, create_backbone, get_spec, list_backbones
+from backbones.spec import AttentionSpec
+from tests.helpers import assert_parity, randomize_norms
 
 SIZE = 96
 WIDTHS = [0.35, 0.75, 1.0]
@@ -88,3 +92,39 @@ def test_resolution_multiplier(resolution):
     with torch.no_grad():
         (last,) = backbone(torch.randn(1, 3, resolution, resolution))
     assert last.shape[-1] == resolution // 32
+
+
+def local_only(name: str) -> bool:
+    """No squeeze-excitation nor attention: each output pixel depends on a bounded window (V1, V2, V4-Conv)."""
+    rows = get_spec(name).blocks
+    return not any(isinstance(row, AttentionSpec) or row.squeeze_excite for row in rows)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+@pytest.mark.parametrize("name", [name for name in list_backbones() if local_only(name)])
+def test_atrous_identity(name, output_stride):
+    """The dilated network computes the undilated one's outputs, and more: sampled every 32 / output_stride pixels,
+    its last map equals the undilated network's, for inputs divisible by 32. This holds only when every depthwise
+    kernel of every dilated block, a UIB's start and middle ones included, has the right dilation."""
+    reference = randomize_norms(create_backbone(name, width=0.5)).eval()
+    dilated = create_backbone(name, width=0.5, output_stride=output_stride).eval()
+    dilated.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 128, 96)
+    step = 32 // output_stride
+    with torch.no_grad():
+        expected, got = reference(x)[-1], dilated(x)[-1]
+    assert got.shape[-2:] == (128 // output_stride, 96 // output_stride)
+    assert_parity(got[..., ::step, ::step], expected)
+
+
+def test_the_atrous_check_rejects_a_dilated_strided_block():
+    """torchvision's V3 rule (the block that loses its stride takes the new dilation) breaks the identity above."""
+    spec = replace(get_spec("v4_conv_small"), dilate_strided_block=True)
+    reference = randomize_norms(build_backbone(spec, width=0.5)).eval()
+    dilated = build_backbone(spec, width=0.5, output_stride=16).eval()
+    dilated.load_state_dict(reference.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = reference(x)[-1], dilated(x)[-1]
+    with pytest.raises(AssertionError, match="not close"):
+        assert_parity(got[..., ::2, ::2], expected)

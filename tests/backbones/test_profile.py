@@ -1,6 +1,7 @@
 """Sizes against the papers' tables and torchvision's exact counts."""
 
 import pytest
+import timm
 import torch
 from torch import nn
 
@@ -9,10 +10,12 @@ from backbones.profile import (
     MADDS_ROUNDING_M,
     PAPER_FIGURES,
     PARAMS_ROUNDING_M,
+    TIMM_PARAMS,
     TOLERANCE,
     TORCHVISION_PARAMS,
     count_madds,
     count_parameters,
+    figure_errors,
     profile_row,
     relative_error,
 )
@@ -20,15 +23,20 @@ from backbones.profile import (
 
 @pytest.mark.parametrize("figure", PAPER_FIGURES, ids=lambda f: f"{f.name}-{f.width}-{f.resolution}")
 def test_params_and_madds_match_the_paper(figure):
-    row = profile_row(figure)
-    assert relative_error(row["madds_m"], figure.madds_m, MADDS_ROUNDING_M) <= TOLERANCE
-    if figure.params_m is not None:
-        assert relative_error(row["params_m"], figure.params_m, PARAMS_ROUNDING_M) <= TOLERANCE
+    params_error, madds_error = figure_errors(figure, profile_row(figure))
+    assert madds_error <= figure.tolerance
+    assert params_error is None or params_error <= figure.tolerance
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
 def test_parameter_counts_equal_torchvision(name):
     assert count_parameters(create_classifier(name)) == TORCHVISION_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(TIMM_PARAMS))
+def test_parameter_counts_equal_timm(name):
+    reference = timm.create_model(f"mobilenet{name}", pretrained=False)
+    assert count_parameters(create_classifier(name)) == count_parameters(reference) == TIMM_PARAMS[name]
 
 
 def test_madds_counter_on_a_hand_counted_model():

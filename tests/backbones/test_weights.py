@@ -59,6 +59,16 @@ def test_classifier_logits_equal_the_source(tmp_path, name, source, arch):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
 
 
+def test_narrow_v4_equals_timm(tmp_path):
+    """timm's narrow V4 keeps its stem and 1280-channel head at width 1.0; ours at width 0.5 loads its weights."""
+    reference = reference_model("timm", "mobilenetv4_conv_small_050")
+    path = save_state_dict(reference, tmp_path / "narrow.pth")
+    ours = create_classifier("v4_conv_small", width=0.5, weights=path).eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert_parity(ours(x), reference(x))
+
+
 V3_SOURCES = [row for row in SOURCES if row[0].startswith("v3")]
 
 

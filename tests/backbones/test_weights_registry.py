@@ -24,7 +24,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from backbones import create_backbone, create_classifier
+from backbones import create_backbone, create_classifier, list_backbones
 from backbones.weights import get_weights, list_weights, register_weights, registry
 from backbones.weights.categories import COCO_CATEGORIES, IMAGENET_CATEGORIES, VOC_CATEGORIES
 from backbones.weights.download import MIRROR_VARIABLE, cache_dir
@@ -115,6 +115,8 @@ def source_model(entry) -> nn.Module:
         return models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)
     if entry.source == "timm":
         arch = {"v1": "mobilenetv1_100", "v2": "mobilenetv2_100"}.get(entry.name, f"mobilenet{entry.name}_100")
+        if entry.name.startswith("v4_"):
+            arch = f"mobilenet{entry.name}"  # timm's V4 names carry no width
         return timm.create_model(arch, pretrained=False)
     return models.get_model(f"mobilenet_{entry.name}", weights=None)
 
@@ -243,7 +245,7 @@ def test_built_in_entry_is_complete_and_its_architecture_takes_the_source_layout
     torch.save(source.state_dict(), path)
     model = build_model(entry)
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in source.parameters())
-    if entry.name in ("v1", "v2", "v3_large", "v3_small"):
+    if entry.name in list_backbones():
         create_classifier(entry.name, len(entry.categories), weights=path)
     else:
         loader = load_detector_weights if entry.name.startswith("ssdlite") else load_segmenter_weights
@@ -251,7 +253,7 @@ def test_built_in_entry_is_complete_and_its_architecture_takes_the_source_layout
 
 
 def test_imagenet_is_the_default_tag_of_every_backbone_and_its_best_hash_checked_top1():
-    for name in ("v1", "v2", "v3_large", "v3_small"):
+    for name in list_backbones():
         default = get_weights(name, "imagenet")
         entries = list_weights(name)
         checked = [e for e in entries if e.sha256] or entries  # unchecked only where a backbone has nothing else
