@@ -45,14 +45,15 @@ from torch import nn
 from backbones import create_classifier
 from backbones.fuse import fuse
 from backbones.profile import count_madds
-from benchmarks.peers import PEERS  # the first peer is also exported to ONNX
+from benchmarks.peers import PEERS, ours_from_peer  # the first peer is also exported to ONNX
 from benchmarks.results import recorded
 from deploy.runtimes import INPUT_NAME
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session, quantize_onnx
 from deploy.runtimes.openvino import OpenVinoRuntime
 
 MATMUL_SIZE = 1024
-INT8_GOALS = {"v1": 0.85, "v2": 0.85, "v3_large": 0.85, "v3_small": 1.0}  # best int8 / best fp32 (issue 15)
+# best int8 / best fp32 (issues 15 and 22)
+INT8_GOALS = {name: 1.0 if name == "v3_small" else 0.85 for name in PEERS}
 # backbone, MAdds, median ms by runner, limit ms, matmul GFLOP/s, largest |ours - peer| logit difference
 Row = tuple[str, int, dict[str, float], float, float, float]
 CALIBRATION_BATCHES = 4
@@ -105,17 +106,6 @@ def eager_runner(model: nn.Module, example: torch.Tensor) -> Callable[[], object
 def matmul_runner() -> Callable[[], object]:
     a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
     return lambda: torch.matmul(a, b)
-
-
-def ours_from_peer(name: str, peer: nn.Module, folder: Path, example: torch.Tensor) -> tuple[nn.Module, float]:
-    """Our classifier built from the peer's state dict saved to disk, as a user converts published weights (its
-    variant options, e.g. timm V1's ReLU6, come from the file): both then compute the same numbers, so a time
-    difference is the graph's. Returns it and the largest |logit difference| to the peer on `example`."""
-    path = folder / f"{name}_peer.pth"
-    torch.save(peer.state_dict(), path)
-    ours = create_classifier(name, weights=str(path)).eval()
-    with torch.inference_mode():
-        return ours, float((ours(example) - peer(example)).abs().max())
 
 
 def build_runners(

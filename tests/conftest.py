@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,15 @@ import pytest
 import torch
 
 OWN_PROCESS_ENV = "MOBILENET_SUITE_TEST_CHILD"
+# The registry-parametrised tests of the three largest members (10-38M parameters) run in the slow tier, to keep the
+# fast tier within its 3 minutes; it keeps one V4 of each kind, v4_conv_small and v4_hybrid_medium (attention).
+SLOW_TIER_BACKBONES = re.compile(r"v4_(conv_medium|conv_large|hybrid_large)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_TIER_BACKBONES.search(item.name):  # a parametrised id: "v4_conv_large", "ssdlite320_v4_conv_large", ...
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
