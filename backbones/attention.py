@@ -4,9 +4,9 @@ Multi-query attention: every head has its own query projection, all heads share 
 projection. Keys and values are computed on a map downsampled by a strided depthwise conv (`kv_stride`),
 which divides the attention's cost by `kv_stride`**2 (the paper's "spatial reduction").
 
-As all heads attend over the same keys, the heads' queries are stacked into one sequence of heads x H x W
-queries and the whole block is one single-head attention call: no broadcast over heads, one plain
-`scaled_dot_product_attention` that every exporter handles.
+The tensors take timm's shapes and steps (queries (N, heads, H*W, dim) against keys and values (N, 1, P, dim)
+broadcast over the heads), so that an exported block is the same program as timm's: onnxruntime and OpenVINO then
+recognise and fuse it the same way (`tests/deploy/test_graphs.py`).
 """
 
 from __future__ import annotations
@@ -53,14 +53,15 @@ class MultiQueryAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         heads, dim = self.heads, self.key_dim
-        # (N, heads * dim, H, W) -> (N, heads * H * W, dim): head-major, as the output projection reads it
-        query = self.query(x).reshape(n, heads, dim, h * w).transpose(2, 3).reshape(n, heads * h * w, dim)
+        # (N, heads * dim, H, W) -> (N, heads, H * W, dim); keys and values (N, 1, P, dim), shared by the heads
+        query = self.query(x).reshape(n, heads, dim, h * w).transpose(-1, -2)
         key = self.key(x if self.key_down is None else self.key_down(x))
         value = self.value(x if self.value_down is None else self.value_down(x))
-        key = key.flatten(2).transpose(1, 2)  # (N, P, dim)
-        value = value.flatten(2).transpose(1, 2)
-        out = F.scaled_dot_product_attention(query, key, value)  # (N, heads * H * W, dim)
-        out = out.reshape(n, heads, h * w, dim).permute(0, 1, 3, 2).reshape(n, heads * dim, h, w)
+        key = key.reshape(n, dim, -1).transpose(1, 2).unsqueeze(1)
+        value = value.reshape(n, dim, -1).transpose(1, 2).unsqueeze(1)
+        out = F.scaled_dot_product_attention(query, key, value)  # (N, heads, H * W, dim)
+        # head-major channels, in channels-last memory: (N, H * W, heads, dim) -> (N, H, W, heads * dim)
+        out = out.transpose(1, 2).reshape(n, h, w, heads * dim).permute(0, 3, 1, 2)
         return self.output(out)
 
 
