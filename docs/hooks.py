@@ -107,13 +107,16 @@ def bad_input_matrix() -> str:
 def profile_table() -> str:
     """Parameters and multiply-adds of each classifier counted from the modules, beside the papers' figures."""
     profile = profile_module()
-    rows = ["| backbone | width | input | parameters | paper | MAdds | paper |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| backbone | width | input | parameters | paper | MAdds | paper | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for figure in profile.PAPER_FIGURES:
         row = profile.profile_row(figure)
         paper_params = "-" if figure.params_m is None else f"{figure.params_m:.1f}M"
         rows.append(
             f"| {figure.name} | {figure.width:.2f} | {figure.resolution} | {row['params_m']:.2f}M | {paper_params} "
-            f"| {row['madds_m']:.1f}M | {figure.madds_m:.0f}M |"
+            f"| {row['madds_m']:.1f}M | {figure.madds_m:.0f}M | {figure.note} |"
         )
     return "\n".join(rows)
 

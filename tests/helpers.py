@@ -58,14 +58,19 @@ def with_measured_statistics(detector: nn.Module, images: torch.Tensor) -> nn.Mo
     """`detector` (an SSDLite) in eval mode, its batch norms holding the mean and variance of their inputs on `images`
     (the affine terms stay). With `randomize_norms`' statistics alone, the activations drift until the detections no
     longer depend on the image, nor on the early layers: a broken fold or int8 model would give the same detections."""
-    norms = [module for module in detector.modules() if isinstance(module, nn.BatchNorm2d)]
-    for norm in norms:
+    return with_batch_statistics(detector, images, lambda x: detector.head(detector.backbone(x)))
+
+
+def with_batch_statistics(model: nn.Module, images: torch.Tensor, forward: Callable | None = None) -> nn.Module:
+    """`model` in eval mode, its batch norms holding the mean and variance of their inputs on `images`, as run by
+    `forward` (default: the model itself) in train mode."""
+    for norm in (module for module in model.modules() if isinstance(module, nn.BatchNorm2d)):
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average: the statistics of this one batch
-    detector.train()
+    model.train()
     with torch.no_grad():
-        detector.head(detector.backbone(images))
-    return detector.eval()
+        (forward or model)(images)
+    return model.eval()
 
 
 def save_state_dict(model: nn.Module, path: Path) -> Path:

@@ -1,0 +1,55 @@
+"""Every task model on every V4 backbone exports, with the check `export` runs (the file, run by its runtime,
+against the folded model): attention, layer scale and the UIB forms through each runtime, at a dynamic batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backbones import list_backbones
+from backbones.fuse import fuse
+from deploy.runtimes import get_runtime, list_runtimes
+from tasks import get_model, get_task, list_models, model_entry
+from tasks.common.export import check_export
+from tests.deploy.test_runtimes import runtime_marks
+from tests.helpers import with_batch_statistics
+
+# 20 exports of 2-8 s each: the slow tier's (tests/deploy/test_graphs.py exports V4 in the fast tier)
+pytestmark = pytest.mark.slow
+V4 = [name for name in list_backbones() if name.startswith("v4_")]
+V4_MODELS = [name for name in list_models() if model_entry(name).arguments["backbone"] in V4]
+SIZE = 96
+
+
+def exportable_network(name: str) -> torch.nn.Module:
+    """The folded network `export` writes for model `name` (width 0.5, 3 classes), its batch norms holding the
+    statistics of random images, so that its outputs have a trained network's scale."""
+    task = get_task(model_entry(name).task)
+    network = task.exportable(get_model(name, num_classes=3, width=0.5).eval(), SIZE)
+    return fuse(with_batch_statistics(network, torch.randn(4, 3, SIZE, SIZE)))
+
+
+@pytest.mark.parametrize("name", V4_MODELS)
+def test_every_v4_model_exports_to_onnx_and_passes_the_check(name, tmp_path):
+    task = get_task(model_entry(name).task)
+    network = exportable_network(name)
+    path = tmp_path / "model.onnx"
+    get_runtime("onnx").export(network, torch.randn(2, 3, SIZE, SIZE), path, task.outputs, True)
+    batches = [torch.randn(1, 3, SIZE, SIZE), torch.randn(3, 3, SIZE, SIZE)]
+    diffs, tolerance = check_export(path, "onnx", network, batches, task.outputs, SIZE)
+    assert all(diffs[output] <= tolerance[output] for output in task.outputs)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=runtime_marks(name)) for name in list_runtimes() if name != "onnx"]
+)
+@pytest.mark.parametrize("backbone", V4)
+@pytest.mark.usefixtures("runtime_packages_installed")  # skipped where the runtime's packages are absent, only
+def test_every_v4_classifier_passes_every_runtimes_check(backbone, name, tmp_path):
+    network = exportable_network(backbone)
+    runtime = get_runtime(name)
+    path = tmp_path / f"model{runtime.suffix}"
+    runtime.export(network, torch.randn(2, 3, SIZE, SIZE), path, ("logits",), True, **runtime.prepare())
+    batches = [torch.randn(1, 3, SIZE, SIZE), torch.randn(3, 3, SIZE, SIZE)]
+    diffs, tolerance = check_export(path, name, network, batches, ("logits",), SIZE)
+    assert diffs["logits"] <= tolerance["logits"]
