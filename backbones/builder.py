@@ -138,6 +138,8 @@ def build_backbone(
     taps = _select_taps(spec.name, stage_ends, named, out_indices)
     model = MobileNetBackbone(spec, width, output_stride, in_chans, stem, nn.Sequential(*blocks), taps)
     init_weights(model)
+    if spec.zero_init_residuals:
+        zero_init_residual_branches(model)
     return model.to(memory_format=MEMORY_FORMAT)
 
 
@@ -228,6 +230,14 @@ def init_weights(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, MultiQueryAttention):
             m.init_projections()
+
+
+def zero_init_residual_branches(module: nn.Module) -> None:
+    """Every residual block without layer scale starts as the identity: its projection's batch-norm scale is zero
+    (Goyal et al. 2017, timm's `zero_init_last`)."""
+    for block in module.modules():
+        if isinstance(block, InvertedResidual) and block.use_residual and block.layer_scale is None:
+            nn.init.zeros_(block.project.norm.weight)
 
 
 def set_norm_momentum(module: nn.Module, momentum: float) -> None:

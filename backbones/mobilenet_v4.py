@@ -226,6 +226,7 @@ def _v4(name: str, stages: list[Stage], stem: int, activation: str, norm_eps: fl
         norm_eps=norm_eps,
         stages=tuple(len(stage) for stage in stages),
         stem_min_width=1.0,
+        zero_init_residuals=True,
     )
 
 

@@ -86,6 +86,9 @@ class NetworkSpec:
     stages: tuple[int, ...] | None = None
     dilate_strided_block: bool = False
     stem_min_width: float = 0.0  # V4 (timm) never narrows its stem below width 1.0
+    # V4: a residual branch without layer scale starts at zero (its projection's batch-norm scale), as the hybrids'
+    # layer scale (1e-5) starts theirs; trained from scratch on a short schedule, V4-Conv learns faster so
+    zero_init_residuals: bool = False
 
     def stage_positions(self) -> list[tuple[int, int]]:
         """(stage, index within the stage) of every row."""

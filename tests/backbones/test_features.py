@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from backbones import build_backbone, create_backbone, get_spec, list_backbones
+from backbones.blocks import InvertedResidual
 from backbones.spec import AttentionSpec
 from tests.helpers import assert_parity, randomize_norms
 
@@ -128,3 +129,26 @@ def test_the_atrous_check_rejects_a_dilated_strided_block():
         expected, got = reference(x)[-1], dilated(x)[-1]
     with pytest.raises(AssertionError, match="not close"):
         assert_parity(got[..., ::2, ::2], expected)
+
+
+def residual_norm_scales(name: str) -> list[float]:
+    """The largest batch-norm scale of each residual block's projection, in a fresh backbone."""
+    blocks = create_backbone(name).blocks
+    residual = [b for b in blocks if isinstance(b, InvertedResidual) and b.use_residual and b.layer_scale is None]
+    return [float(b.project.norm.weight.abs().max()) for b in residual]
+
+
+def test_v4_residual_branches_start_at_zero_and_v1_to_v3_as_torchvision():
+    assert residual_norm_scales("v4_conv_small") and set(residual_norm_scales("v4_conv_small")) == {0.0}
+    assert residual_norm_scales("v4_hybrid_medium") == []  # every hybrid UIB starts near zero by its layer scale
+    hybrid = create_backbone("v4_hybrid_medium").blocks
+    scales = [b.layer_scale.gamma for b in hybrid if getattr(b, "layer_scale", None) is not None]
+    assert len(scales) > 20 and all(torch.all(gamma == torch.tensor(1e-5)) for gamma in scales)
+    assert set(residual_norm_scales("v3_large")) == {1.0}
+    x = torch.randn(1, 3, 64, 64)
+    backbone = create_backbone("v4_conv_small").eval()
+    with torch.no_grad():  # a zero branch is the identity: the block returns its input
+        features = backbone.stem(x)
+        for block in backbone.blocks[:5]:
+            features = block(features)
+        assert backbone.blocks[5].use_residual and torch.equal(backbone.blocks[5](features), features)
