@@ -16,6 +16,8 @@ Usage: python -m benchmarks.choose_backbone [--rounds N] [--backbones v3_large v
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +71,8 @@ def deployed_runners(
         generator = torch.Generator().manual_seed(0)
         batches = [torch.randn(1, 3, size, size, generator=generator).numpy() for _ in range(CALIBRATION_BATCHES)]
         int8_onnx = quantize_onnx(onnx_path, folder / f"{key}.int8.onnx", batches)
-        int8_ir = OpenVinoRuntime().quantize(network, ir_path, folder / f"{key}.int8.openvino.xml", batches)
+        with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: on the terminal, not in the record
+            int8_ir = OpenVinoRuntime().quantize(network, ir_path, folder / f"{key}.int8.openvino.xml", batches)
         runners[f"{key}_ort_int8"] = session_runner(ort_session(int8_onnx, threads, spinning=False), example)
         runners[f"{key}_ov_int8"] = openvino_runner(int8_ir, threads, example)
     return runners

@@ -81,10 +81,10 @@ def save_state_dict(model: nn.Module, path: Path) -> Path:
 SIZE = 64
 
 
-def tiny_task(task: str, cache: Path) -> tuple[Any, Any]:
+def tiny_task(task: str, cache: Path, backbone: str = "v3_small") -> tuple[Any, Any]:
     """(LightningModule with random batch-norm statistics, data module on tiny synthetic data) for one task."""
     if task == "classify":
-        module = ClassificationTask("v3_small", 8, width=0.5, resolution=SIZE)
+        module = ClassificationTask(backbone, 8, width=0.5, resolution=SIZE)
         data = ClassificationDataModule(
             resolution=SIZE,
             synthetic_train_images=16,
@@ -95,7 +95,7 @@ def tiny_task(task: str, cache: Path) -> tuple[Any, Any]:
             cache_dir=str(cache),
         )
     elif task == "segment":
-        module = SegmentationTask("v3_small", "lraspp", 5, width=0.5)
+        module = SegmentationTask(backbone, "lraspp", 5, width=0.5)
         data = SegmentationDataModule(
             crop_size=SIZE,
             base_size=SIZE,
@@ -106,7 +106,7 @@ def tiny_task(task: str, cache: Path) -> tuple[Any, Any]:
             cache_dir=str(cache),
         )
     elif task == "detect":
-        module = DetectionTask("v3_small", 5, width=0.5, image_size=SIZE)
+        module = DetectionTask(backbone, 5, width=0.5, image_size=SIZE)
         data = DetectionDataModule(
             image_size=SIZE,
             synthetic_train_images=8,
