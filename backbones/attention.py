@@ -53,12 +53,13 @@ class MultiQueryAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         heads, dim = self.heads, self.key_dim
-        # (N, heads * dim, H, W) -> (N, heads, H * W, dim); keys and values (N, 1, P, dim), shared by the heads
-        query = self.query(x).reshape(n, heads, dim, h * w).transpose(-1, -2)
+        # (N, heads * dim, H, W) -> (N, heads, H * W, dim); keys and values (N, 1, P, dim), shared by the heads;
+        # contiguous, as timm's: attention on strided inputs lowers to XNNPACK (ExecuTorch) as invalid views
+        query = self.query(x).reshape(n, heads, dim, h * w).transpose(-1, -2).contiguous()
         key = self.key(x if self.key_down is None else self.key_down(x))
         value = self.value(x if self.value_down is None else self.value_down(x))
-        key = key.reshape(n, dim, -1).transpose(1, 2).unsqueeze(1)
-        value = value.reshape(n, dim, -1).transpose(1, 2).unsqueeze(1)
+        key = key.reshape(n, dim, -1).transpose(1, 2).unsqueeze(1).contiguous()
+        value = value.reshape(n, dim, -1).transpose(1, 2).unsqueeze(1).contiguous()
         out = F.scaled_dot_product_attention(query, key, value)  # (N, heads, H * W, dim)
         # head-major channels, in channels-last memory: (N, H * W, heads, dim) -> (N, H, W, heads * dim)
         out = out.transpose(1, 2).reshape(n, h, w, heads * dim).permute(0, 3, 1, 2)
