@@ -11,6 +11,8 @@ recognise and fuse it the same way (`tests/deploy/test_graphs.py`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -67,33 +69,22 @@ class MultiQueryAttention(nn.Module):
 
 
 class MobileAttention(nn.Module):
+    """`attention` takes `MultiQueryAttention`'s options (heads, key_dim, kv_stride, kernel, dilation)."""
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         *,
-        heads: int,
-        key_dim: int,
-        kv_stride: int = 1,
-        kernel: int = 3,
-        dilation: int = 1,
         layer_scale: float | None = None,
         norm_eps: float = 1e-5,
         norm_momentum: float = 0.1,
+        **attention: Any,
     ) -> None:
         super().__init__()
+        norm = {"norm_eps": norm_eps, "norm_momentum": norm_momentum}
         self.norm = nn.BatchNorm2d(in_channels, eps=norm_eps, momentum=norm_momentum)
-        self.attention = MultiQueryAttention(
-            in_channels,
-            out_channels,
-            heads=heads,
-            key_dim=key_dim,
-            kv_stride=kv_stride,
-            kernel=kernel,
-            dilation=dilation,
-            norm_eps=norm_eps,
-            norm_momentum=norm_momentum,
-        )
+        self.attention = MultiQueryAttention(in_channels, out_channels, **attention, **norm)
         self.layer_scale = LayerScale(out_channels, layer_scale) if layer_scale is not None else None
         self.use_residual = in_channels == out_channels
         self.out_channels = out_channels

@@ -1,4 +1,4 @@
-"""MobileNetV4 (Qin et al. 2024, Tables 11-13 and 15): Conv-S/M/L and Hybrid-M/L.
+"""MobileNetV4 (Qin et al. 2024, its architecture tables): Conv-S/M/L and Hybrid-M/L.
 
 Rows are the paper's, grouped stage by stage as there (and as timm's `_gen_mobilenet_v4`, whose weights these
 tables load): `uib(start, middle, expansion, out)` is the Universal Inverted Bottleneck with its start and middle

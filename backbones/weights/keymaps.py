@@ -119,10 +119,11 @@ def _timm_map(backbone: MobileNetBackbone) -> dict[str, str]:
         else:
             parts = {"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
             leaves |= _parts(ours, theirs, parts)
-        leaves |= {
-            f"{ours}.squeeze_excite.reduce": f"{theirs}.se.conv_reduce",
-            f"{ours}.squeeze_excite.expand": f"{theirs}.se.conv_expand",
-        }
+        if getattr(block, "squeeze_excite", None) is not None:
+            leaves |= {
+                f"{ours}.squeeze_excite.reduce": f"{theirs}.se.conv_reduce",
+                f"{ours}.squeeze_excite.expand": f"{theirs}.se.conv_expand",
+            }
     head = {"head.hidden.0": "conv_head", "head.fc": "classifier"}
     head |= _conv_norm("head.pooled_conv", "conv_head", "norm_head")
     return leaves | _conv_norm("head.conv", "conv_head", "bn2") | head

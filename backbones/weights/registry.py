@@ -282,26 +282,25 @@ _timm_classifier(
 
 # MobileNetV4: timm's ImageNet-1k classifiers (the in12k_ft ones pre-trained on ImageNet-12k), each at the input size
 # and crop it was trained and published with; all on the HF hub only, so none is hash-checked (`_NO_HF_HASH`)
-for _name, _tag, _size, _top1, _top5, _mean_std, _default in (
-    ("v4_conv_small", "e2400_r224_in1k", 224, 73.756, 91.430, IMAGENET_MEAN, False),
-    ("v4_conv_small", "e1200_r224_in1k", 224, 73.450, 91.340, IMAGENET_MEAN, False),
-    ("v4_conv_small", "e3600_r256_in1k", 256, 74.534, 91.940, HALF, True),
-    ("v4_conv_medium", "e500_r224_in1k", 224, 79.092, 94.788, IMAGENET_MEAN, False),
-    ("v4_conv_medium", "e500_r256_in1k", 256, 79.916, 95.188, IMAGENET_MEAN, False),
-    ("v4_conv_medium", "e250_r384_in12k_ft_in1k", 384, 82.776, 96.448, IMAGENET_MEAN, True),
-    ("v4_conv_large", "e500_r256_in1k", 256, 81.864, 95.696, IMAGENET_MEAN, False),
-    ("v4_conv_large", "e600_r384_in1k", 384, 82.974, 96.244, IMAGENET_MEAN, True),
-    ("v4_hybrid_medium", "e500_r224_in1k", 224, 80.432, 95.378, IMAGENET_MEAN, False),
-    ("v4_hybrid_medium", "ix_e550_r256_in1k", 256, 81.478, 95.692, IMAGENET_MEAN, False),
-    ("v4_hybrid_medium", "e200_r256_in12k_ft_in1k", 256, 82.360, 96.256, IMAGENET_MEAN, False),
-    ("v4_hybrid_medium", "ix_e550_r384_in1k", 384, 82.952, 96.470, IMAGENET_MEAN, True),
-    ("v4_hybrid_large", "e600_r384_in1k", 384, 83.826, 96.748, IMAGENET_MEAN, False),
-    ("v4_hybrid_large", "ix_e600_r384_in1k", 384, 83.996, 96.714, IMAGENET_MEAN, True),
+_IMAGENET_NORM, _INCEPTION_NORM = (IMAGENET_MEAN, IMAGENET_STD), (HALF, HALF)
+for _name, _tag, _size, _crop, _top1, _top5, (_mean, _std), _default in (
+    ("v4_conv_small", "e2400_r224_in1k", 224, 0.875, 73.756, 91.430, _IMAGENET_NORM, False),
+    ("v4_conv_small", "e1200_r224_in1k", 224, 0.875, 73.450, 91.340, _IMAGENET_NORM, False),
+    ("v4_conv_small", "e3600_r256_in1k", 256, 0.95, 74.534, 91.940, _INCEPTION_NORM, True),
+    ("v4_conv_medium", "e500_r224_in1k", 224, 0.95, 79.092, 94.788, _IMAGENET_NORM, False),
+    ("v4_conv_medium", "e500_r256_in1k", 256, 0.95, 79.916, 95.188, _IMAGENET_NORM, False),
+    ("v4_conv_medium", "e250_r384_in12k_ft_in1k", 384, 0.95, 82.776, 96.448, _IMAGENET_NORM, True),
+    ("v4_conv_large", "e500_r256_in1k", 256, 0.95, 81.864, 95.696, _IMAGENET_NORM, False),
+    ("v4_conv_large", "e600_r384_in1k", 384, 0.95, 82.974, 96.244, _IMAGENET_NORM, True),
+    ("v4_hybrid_medium", "e500_r224_in1k", 224, 0.95, 80.432, 95.378, _IMAGENET_NORM, False),
+    ("v4_hybrid_medium", "ix_e550_r256_in1k", 256, 0.95, 81.478, 95.692, _IMAGENET_NORM, False),
+    ("v4_hybrid_medium", "e200_r256_in12k_ft_in1k", 256, 0.95, 82.360, 96.256, _IMAGENET_NORM, False),
+    ("v4_hybrid_medium", "ix_e550_r384_in1k", 384, 0.95, 82.952, 96.470, _IMAGENET_NORM, True),
+    ("v4_hybrid_large", "e600_r384_in1k", 384, 0.95, 83.826, 96.748, _IMAGENET_NORM, False),
+    ("v4_hybrid_large", "ix_e600_r384_in1k", 384, 0.95, 83.996, 96.714, _IMAGENET_NORM, True),
 ):  # fmt: skip
     _timm_name = f"mobilenet{_name}.{_tag}"  # e.g. mobilenetv4_conv_small.e2400_r224_in1k
-    _crop = 0.875 if _name == "v4_conv_small" and _size == 224 else 0.95
     _timm_classifier(
-        _name, f"timm_{_tag}", _hf_bin(_timm_name), None, _top1, _top5, _crop, image_size=_size,
-        mean=_mean_std, std=IMAGENET_STD if _mean_std == IMAGENET_MEAN else HALF, file_name=f"{_timm_name}.bin",
-        aliases=(DEFAULT_TAG,) if _default else (), note=_NO_HF_HASH,
+        _name, f"timm_{_tag}", _hf_bin(_timm_name), None, _top1, _top5, _crop, image_size=_size, mean=_mean, std=_std,
+        file_name=f"{_timm_name}.bin", aliases=(DEFAULT_TAG,) if _default else (), note=_NO_HF_HASH,
     )  # fmt: skip
