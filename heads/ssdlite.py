@@ -16,10 +16,11 @@ from torch import Tensor, nn
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+from torchvision.ops import box_iou, clip_boxes_to_image
 
 from backbones.builder import MobileNetBackbone
 from backbones.layers import MEMORY_FORMAT, ConvNormAct
+from heads.detection_postprocess import DetectionPostprocess, unpadded
 
 EXTRA_WIDTHS = (512, 256, 256, 128)
 MIN_EXTRA_WIDTH = 16
@@ -133,10 +134,9 @@ class SSDLite(nn.Module):
         self.box_coder = det_utils.BoxCoder(weights=BOX_CODER_WEIGHTS)
         self.matcher = det_utils.SSDMatcher(iou_threshold)
         self.negative_to_positive = negative_to_positive
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.topk_candidates = topk_candidates
-        self.detections_per_image = detections_per_image
+        self.detection_postprocess = DetectionPostprocess(
+            score_threshold, nms_threshold, topk_candidates, detections_per_image
+        )
         self.num_classes = num_classes
         self._anchor_cache: tuple[tuple, Tensor] | None = None
 
@@ -197,20 +197,19 @@ class SSDLite(nn.Module):
 
     @torch.no_grad()
     def postprocess(self, logits: Tensor, codes: Tensor, anchors: Tensor, image_size) -> list[dict[str, Tensor]]:
-        """Per image: decode, clip, per-class score threshold and top-k, class-wise NMS, keep the best."""
-        scores_all = F.softmax(logits, dim=-1)[..., 1:]  # drop the background column
-        detections = []
-        for box_codes, scores in zip(codes, scores_all, strict=True):
-            boxes = clip_boxes_to_image(self.box_coder.decode_single(box_codes, anchors), tuple(image_size))
-            k = min(self.topk_candidates, scores.shape[0])
-            top_scores, top_anchors = scores.t().topk(k, dim=1)  # (classes, k): each class's best anchors
-            labels = torch.arange(1, scores.shape[1] + 1, device=scores.device)[:, None].expand_as(top_scores)
-            keep = top_scores > self.score_threshold
-            top_scores, top_anchors, labels = top_scores[keep], top_anchors[keep], labels[keep]
-            candidates = boxes[top_anchors]
-            kept = batched_nms(candidates, top_scores, labels, self.nms_threshold)[: self.detections_per_image]
-            detections.append({"boxes": candidates[kept], "scores": top_scores[kept], "labels": labels[kept]})
-        return detections
+        """Per image: decode, clip, per-class score threshold and top-k, class-wise NMS, keep the best
+        (`DetectionPostprocess`, the program an end-to-end export runs)."""
+        scores, boxes = decode(self.box_coder, logits, codes, anchors, image_size)
+        return unpadded(*self.detection_postprocess(scores, boxes))
+
+
+def decode(
+    box_coder: det_utils.BoxCoder, logits: Tensor, codes: Tensor, anchors: Tensor, image_size: Sequence[int]
+) -> tuple[Tensor, Tensor]:
+    """Softmax class scores [N, A, K] and the boxes [N, A, 4] that `codes` give from the default boxes `anchors`
+    [A, 4], clipped to the image."""
+    boxes = box_coder.decode_single(codes.reshape(-1, 4), anchors.expand_as(codes).reshape(-1, 4))
+    return F.softmax(logits, dim=-1), clip_boxes_to_image(boxes.reshape(codes.shape), tuple(image_size))
 
 
 def _extra_sizes(size, count: int) -> list[tuple[int, int]]:

@@ -6,7 +6,7 @@ every checkpoint records."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -20,7 +20,8 @@ class TaskSpec:
     (classify: "resolution", detect: "image_size") or a fixed side (segment: 520); `exportable(network, size)` is
     the module exported from the trained network; `float_scopes` are the exported node scopes int8 keeps in float;
     `evaluate_exported(models, datamodule, checkpoint, size)` scores loaded exported files on the val split
-    (fp32 against int8).
+    (fp32 against int8). `end_to_end(checkpoint, size, nms, **options)` is the end-to-end file's module, outputs and
+    metadata (`tasks.common.end_to_end.EndToEnd`), `end_to_end_options` its `export` options (argparse keywords).
     """
 
     name: str
@@ -32,7 +33,9 @@ class TaskSpec:
     input_size: str | int
     exportable: Callable[[nn.Module, int], nn.Module]
     evaluate_exported: Callable[[Mapping[str, Any], Any, Any, int], dict[str, float]]
+    end_to_end: Callable[..., Any]
     float_scopes: tuple[str, ...] = ()
+    end_to_end_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 _TASKS: dict[str, TaskSpec] = {}

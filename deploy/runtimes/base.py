@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-# the name of the exported model's one input (float32 images [N, 3, S, S]), in every runtime
+from deploy.metadata import sidecar_path
+
+# the name of the exported model's one input (images [N, 3, S, S]: float32, or uint8 for end-to-end files), in every
+# runtime
 INPUT_NAME = "images"
 
 
@@ -29,7 +32,7 @@ class Loaded(ABC):
 
     @abstractmethod
     def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
-        """The outputs for a float32 batch [N, 3, S, S] (a tensor or an array)."""
+        """The outputs for a batch [N, 3, S, S] (a tensor or an array; uint8 stays uint8, anything else is float32)."""
 
     def __call__(self, images: Tensor | np.ndarray) -> list[Tensor]:
         return self.run(images)
@@ -62,6 +65,8 @@ class Runtime(ABC):
     suffix: ClassVar[str]  # of the default file name, next to the checkpoint: last.ckpt -> last<suffix>
     loader: ClassVar[str]  # what `load` runs the file with, as export summaries name it
     options: ClassVar[dict[str, dict[str, Any]]] = {}
+    nms: ClassVar[bool] = True  # whether its files can hold non-maximum suppression (ONNX's NonMaxSuppression)
+    any_size: ClassVar[bool] = True  # whether its files can take any input height and width (`dynamic_size`)
 
     def prepare(self, **options: Any) -> dict[str, Any]:
         """`options` with the defaults filled in, checked before any work; unknown names raise a ValueError.
@@ -77,10 +82,23 @@ class Runtime(ABC):
 
     @abstractmethod
     def export(
-        self, model: nn.Module, example: Tensor, path: Path, outputs: Sequence[str], dynamic_batch: bool, **options: Any
+        self,
+        model: nn.Module,
+        example: Tensor,
+        path: Path,
+        outputs: Sequence[str],
+        dynamic_batch: bool,
+        dynamic_size: bool = False,
+        **options: Any,
     ) -> None:
         """Write `model`, traced on `example`, to `path`: input `INPUT_NAME`, outputs named `outputs`; with
-        `dynamic_batch`, a batch size chosen at run time. `options` are `prepare`'s."""
+        `dynamic_batch`, a batch size chosen at run time; with `dynamic_size` (where `any_size`), any input height
+        and width. `options` are `prepare`'s."""
+
+    def write_metadata(self, path: Path, text: str) -> None:
+        """Store `text` (`deploy.metadata.encode`) with the file at `path`: in a JSON file beside it, unless the
+        format has metadata of its own (ONNX, OpenVINO)."""
+        sidecar_path(path).write_text(text + "\n")
 
     @abstractmethod
     def load(self, path: str | Path) -> Loaded:
@@ -93,12 +111,13 @@ def output_list(outputs: Tensor | Sequence[Tensor]) -> list[Tensor]:
 
 
 def as_tensor(images: Tensor | np.ndarray) -> Tensor:
-    return images if isinstance(images, Tensor) else torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return images if isinstance(images, Tensor) else torch.from_numpy(as_array(images))
 
 
 def as_array(images: Tensor | np.ndarray) -> np.ndarray:
-    array = images.detach().cpu().numpy() if isinstance(images, Tensor) else images
-    return np.ascontiguousarray(array, dtype=np.float32)
+    """`images` as a contiguous array: uint8 pixels stay uint8 (end-to-end files), anything else becomes float32."""
+    array = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
+    return np.ascontiguousarray(array, dtype=np.uint8 if array.dtype == np.uint8 else np.float32)
 
 
 def batch_example(example: Tensor) -> Tensor:

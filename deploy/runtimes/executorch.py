@@ -121,6 +121,8 @@ class ExecuTorchModel(Loaded):
 class ExecuTorchRuntime(Runtime):
     name = "executorch"
     suffix = ".pte"
+    nms = False  # no NonMaxSuppression operator: end-to-end detectors stop after decoding
+    any_size = False
     loader = "executorch.runtime, XNNPACK"
 
     def prepare(self, **options: Any) -> dict[str, Any]:
@@ -129,7 +131,13 @@ class ExecuTorchRuntime(Runtime):
         return options
 
     def export(
-        self, model: nn.Module, example: Tensor, path: Path, outputs: Sequence[str], dynamic_batch: bool
+        self,
+        model: nn.Module,
+        example: Tensor,
+        path: Path,
+        outputs: Sequence[str],
+        dynamic_batch: bool,
+        dynamic_size: bool = False,
     ) -> None:
         """torch.export, XNNPACK lowering, `.pte`; outputs come in the model's order (`outputs` names them)."""
         if dynamic_batch and len(example) > MAX_BATCH:

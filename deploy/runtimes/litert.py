@@ -71,6 +71,8 @@ class LiteRtModel(Loaded):
 class LiteRtRuntime(Runtime):
     name = "litert"
     suffix = ".tflite"
+    nms = False  # no NonMaxSuppression operator: end-to-end detectors stop after decoding
+    any_size = False
     loader = "ai_edge_litert interpreter"
 
     def prepare(self, **options: Any) -> dict[str, Any]:
@@ -80,7 +82,13 @@ class LiteRtRuntime(Runtime):
         return options
 
     def export(
-        self, model: nn.Module, example: Tensor, path: Path, outputs: Sequence[str], dynamic_batch: bool
+        self,
+        model: nn.Module,
+        example: Tensor,
+        path: Path,
+        outputs: Sequence[str],
+        dynamic_batch: bool,
+        dynamic_size: bool = False,
     ) -> None:
         """litert_torch.convert of the model in plain NCHW layout on `example`, exported to `path`; outputs come in
         the model's order. The file has the example's batch size, also with `dynamic_batch` (module docstring)."""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from deploy.metadata import KEY
 from deploy.runtimes.base import INPUT_NAME, Loaded, Runtime, as_array, optional_import, register_runtime
 
 DEFAULT_OPSET = 17
@@ -85,6 +86,17 @@ def ort_session(path: str | Path, threads: int | None = None, spinning: bool = T
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def dynamic_axes(outputs: Sequence[str], batch: bool, size: bool) -> dict[str, dict[int, str]] | None:
+    """The exporter's `dynamic_axes`: the batch of the input and outputs; the input's height and width (the outputs'
+    follow from the graph)."""
+    axes: dict[str, dict[int, str]] = {INPUT_NAME: {}}
+    if batch:
+        axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)}
+    if size:
+        axes[INPUT_NAME] |= {2: "height", 3: "width"}
+    return axes if any(axes.values()) else None
+
+
 class OnnxModel(Loaded):
     """An onnxruntime session fed `INPUT_NAME`; `session` is there for onnxruntime's own API."""
 
@@ -122,12 +134,13 @@ class OnnxRuntime(Runtime):
         path: Path,
         outputs: Sequence[str],
         dynamic_batch: bool,
+        dynamic_size: bool = False,
         opset: int = DEFAULT_OPSET,
     ) -> None:
         """torch.onnx.export with the TorchScript-based exporter (see the module docstring for why)."""
         check_opset(opset)
         import_onnx()
-        axes = {name: {0: "batch"} for name in (INPUT_NAME, *outputs)} if dynamic_batch else None
+        axes = dynamic_axes(outputs, dynamic_batch, dynamic_size)
         with warnings.catch_warnings():
             # the legacy-exporter notice, and shape checks in Python that the trace records as constants (the
             # check at a second batch size catches any that matter)
@@ -145,6 +158,15 @@ class OnnxRuntime(Runtime):
                 dynamic_axes=axes,
                 do_constant_folding=True,
             )
+
+    def write_metadata(self, path: Path, text: str) -> None:
+        """`text` as the model's `metadata_props` entry `deploy.metadata.KEY`."""
+        onnx = import_onnx()
+        model = onnx.load(str(path))
+        entries = [entry for entry in model.metadata_props if entry.key != KEY]
+        del model.metadata_props[:]
+        model.metadata_props.extend([*entries, onnx.StringStringEntryProto(key=KEY, value=text)])
+        onnx.save(model, str(path))
 
     def load(self, path: str | Path, threads: int | None = None, spinning: bool = True) -> OnnxModel:
         """An onnxruntime CPU session (`ort_session`) on the file."""

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from deploy.metadata import KEY
 from deploy.runtimes.base import Loaded, Runtime, as_array, optional_import, register_runtime
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime
 
@@ -82,16 +83,35 @@ class OpenVinoRuntime(Runtime):
         return options
 
     def export(
-        self, model: nn.Module, example: Tensor, path: Path, outputs: Sequence[str], dynamic_batch: bool
+        self,
+        model: nn.Module,
+        example: Tensor,
+        path: Path,
+        outputs: Sequence[str],
+        dynamic_batch: bool,
+        dynamic_size: bool = False,
     ) -> None:
         """ONNX export (opset `DEFAULT_OPSET`) to a temporary file, `openvino.convert_model`, `save_model` at
         `path` (its `.bin` beside it)."""
         openvino = import_openvino()
         with tempfile.TemporaryDirectory() as folder:
             onnx_path = Path(folder) / "model.onnx"
-            OnnxRuntime().export(model, example, onnx_path, outputs, dynamic_batch, opset=DEFAULT_OPSET)
+            OnnxRuntime().export(model, example, onnx_path, outputs, dynamic_batch, dynamic_size, opset=DEFAULT_OPSET)
             converted = openvino.convert_model(str(onnx_path))
         openvino.save_model(converted, str(path), compress_to_fp16=False)
+
+    def write_metadata(self, path: Path, text: str) -> None:
+        """`text` as the IR's `rt_info` entry `deploy.metadata.KEY`. The IR is read and saved again, through a
+        temporary folder: the model read maps its `.bin`, which must not be overwritten while it is."""
+        openvino = import_openvino()
+        with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+            model = openvino.Core().read_model(str(path))
+            model.set_rt_info(text, [KEY])
+            written = Path(folder) / path.name
+            openvino.save_model(model, str(written), compress_to_fp16=False)
+            del model
+            written.with_suffix(".bin").replace(path.with_suffix(".bin"))
+            written.replace(path)
 
     def load(self, path: str | Path, threads: int | None = None) -> OpenVinoModel:
         return OpenVinoModel(compile_model(path, threads))

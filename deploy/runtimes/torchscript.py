@@ -38,10 +38,16 @@ class TorchScriptRuntime(Runtime):
     loader = "torch.jit.load"
 
     def export(
-        self, model: nn.Module, example: Tensor, path: Path, outputs: Sequence[str], dynamic_batch: bool
+        self,
+        model: nn.Module,
+        example: Tensor,
+        path: Path,
+        outputs: Sequence[str],
+        dynamic_batch: bool,
+        dynamic_size: bool = False,
     ) -> None:
-        """torch.jit.trace; a traced module takes any batch size, so `dynamic_batch` and `outputs` (the outputs
-        come in the model's order) need nothing here."""
+        """torch.jit.trace; a traced module takes any batch size and input size, so `dynamic_batch`, `dynamic_size`
+        and `outputs` (the outputs come in the model's order) need nothing here."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated.*", category=FutureWarning)

@@ -2,6 +2,7 @@
 named as the backbone (`v3_large`), as timm names its classifiers by their network."""
 
 from backbones import list_backbones
+from tasks.classify import end_to_end
 from tasks.classify.data.module import ClassificationDataModule
 from tasks.classify.exported import evaluate_exported, exportable
 from tasks.classify.model import build_classifier
@@ -21,6 +22,7 @@ SPEC = register_task(
         input_size="resolution",
         exportable=exportable,
         evaluate_exported=evaluate_exported,
+        end_to_end=end_to_end.end_to_end,
     )
 )
 for _backbone in list_backbones():

@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbones.fuse import conv_bn_pairs, fuse
+from deploy.metadata import encode
 from deploy.runtimes import INPUT_NAME, get_runtime
 from deploy.runtimes.base import output_list
+from tasks.common.end_to_end import Compare, max_abs_diff, pixels
 from tasks.common.task_checkpoint import TaskCheckpoint, load_task
 from tasks.registry import get_task
 
@@ -91,28 +93,42 @@ def check_images(checkpoint: TaskCheckpoint, size: int, count: int) -> tuple[Ten
 
 # -- export and check ------------------------------------------------------------------------------------------------
 def check_export(
-    path: Path, format: str, reference: nn.Module, batches: Sequence[Tensor], outputs: Sequence[str], image_size: int
+    path: Path, format: str, reference: nn.Module, batches: Sequence[Tensor], outputs: Sequence[str], compare: Compare
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Max abs difference per output between the file, run by its runtime, and `reference`."""
-    tolerance = {name: TOLERANCE * (image_size if name == "boxes" else 1) for name in outputs}
+    """The file, run by its runtime, against `reference` on every batch: `compare`'s differences (the largest over
+    the batches) within its tolerances, else an ExportCheckError."""
     loaded = get_runtime(format, "--format").load(path)
-    diffs = dict.fromkeys(outputs, 0.0)
+    diffs: dict[str, float] = {}
+    tolerance: dict[str, float] = {}
     for batch in batches:
         with torch.inference_mode():
             expected = output_list(reference(batch))
-        for name, got, want in zip(outputs, loaded.run(batch), expected, strict=True):
-            if got.shape != want.shape:
+        got = loaded.run(batch)
+        for name, have, want in zip(outputs, got, expected, strict=True):
+            if have.shape != want.shape:
                 raise ExportCheckError(
-                    f"{path}: output {name} has shape {list(got.shape)}, expected {list(want.shape)}"
+                    f"{path}: output {name} has shape {list(have.shape)}, expected {list(want.shape)}"
                 )
-            diffs[name] = max(diffs[name], float((got - want).abs().max()))
+        found, tolerance = compare(got, expected, batch.shape[-1])
+        diffs = {name: max(diffs.get(name, 0.0), value) for name, value in found.items()}
     failed = {name: diff for name, diff in diffs.items() if not diff <= tolerance[name]}
     if failed:
         raise ExportCheckError(
             f"{path}: exported outputs differ from the PyTorch model beyond the tolerance: "
-            + ", ".join(f"{name} max abs diff {diff:.3g} > {tolerance[name]:.1g}" for name, diff in failed.items())
+            + ", ".join(f"{name} {diff:.3g} > {tolerance[name]:.1g}" for name, diff in failed.items())
         )
     return diffs, tolerance
+
+
+def network_compare(outputs: Sequence[str]) -> Compare:
+    """The network-only file's comparison: each output's largest absolute difference within `TOLERANCE` (boxes:
+    `TOLERANCE` x the input side, as they are in pixels)."""
+
+    def compare(got: Sequence[Tensor], want: Sequence[Tensor], size: int) -> tuple[dict[str, float], dict[str, float]]:
+        tolerances = [TOLERANCE * (size if name == "boxes" else 1) for name in outputs]
+        return max_abs_diff(outputs, tolerances)(got, want, size)
+
+    return compare
 
 
 @dataclass
@@ -123,6 +139,7 @@ class ExportResult:
     input_shape: tuple[int, ...]
     dynamic_batch: bool
     outputs: tuple[str, ...]
+    end_to_end: bool
     folded_pairs: int
     check_inputs: str  # what the check ran on
     max_abs_diff: dict[str, float] = field(default_factory=dict)
@@ -130,11 +147,12 @@ class ExportResult:
 
     def summary(self) -> str:
         batch = "dynamic batch" if self.dynamic_batch else f"batch {self.input_shape[0]}"
+        kind = "end-to-end, uint8 RGB input, metadata inside" if self.end_to_end else "network only, float input"
         diffs = ", ".join(f"{k} {v:.2e} (tolerance {self.tolerance[k]:.0e})" for k, v in self.max_abs_diff.items())
         return (
-            f"exported {self.task} to {self.path} ({self.format}): input {INPUT_NAME} {list(self.input_shape)} "
-            f"({batch}), outputs {', '.join(self.outputs)}; {self.folded_pairs} conv-bn pairs folded\n"
-            f"check ({get_runtime(self.format).loader}) on {self.check_inputs}: max abs diff {diffs}"
+            f"exported {self.task} to {self.path} ({self.format}, {kind}): input {INPUT_NAME} "
+            f"{list(self.input_shape)} ({batch}), outputs {', '.join(self.outputs)}; {self.folded_pairs} conv-bn "
+            f"pairs folded\ncheck ({get_runtime(self.format).loader}) on {self.check_inputs}: difference {diffs}"
         )
 
 
@@ -148,33 +166,60 @@ def export_checkpoint(
     image_size: int | None = None,
     num_classes: int | None = None,
     batch_size: int = 1,
+    end_to_end: bool = True,
+    task_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> ExportResult:
     """Load the task from `ckpt_path`, fuse batch norms, export with the runtime `format`, and check the file
-    (raises ExportCheckError). `options` are the runtime's own (onnx: `opset`); the output defaults to the
-    checkpoint's path with the runtime's suffix (last.ckpt -> last.onnx)."""
-    outputs = get_task(task).outputs
+    (raises ExportCheckError). `end_to_end`: the task's end-to-end file (uint8 pixels in, post-processing and
+    metadata inside, `tasks.common.end_to_end`; `task_options` are its spec's `end_to_end_options`), else the
+    network alone (normalised float input, the spec's `outputs`). `options` are the runtime's own (onnx: `opset`);
+    the output defaults to the checkpoint's path with the runtime's suffix (last.ckpt -> last.onnx)."""
+    spec = get_task(task)
     runtime = get_runtime(format, "--format")
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     options = runtime.prepare(**options)  # fail before any work
+    task_options = {k: v for k, v in (task_options or {}).items() if v is not None}
+    unknown = sorted(set(task_options) - set(spec.end_to_end_options))
+    if unknown or (task_options and not end_to_end):
+        raise ValueError(
+            f"{task} export options {unknown or sorted(task_options)} are not valid here; with --end_to_end true it "
+            f"takes {sorted(spec.end_to_end_options) or 'none'}"
+        )
     checkpoint = load_task(task, ckpt_path, num_classes)
     size = input_size(checkpoint, image_size)
-    model = exportable_model(task, checkpoint.module, size)
     counts = [batch_size, batch_size + 1] if dynamic_batch else [batch_size]
     images, source = check_images(checkpoint, size, sum(counts))
+    if end_to_end:
+        built = spec.end_to_end(checkpoint, size, runtime.nms, **task_options)
+        model, outputs, compare, metadata = built.module, built.outputs, built.compare, built.metadata
+        dynamic_size = built.any_size and runtime.any_size
+        if built.any_size and not dynamic_size:  # this runtime fixes the size: the runner resizes to it
+            metadata["input"] |= {"size": [size, size], "resize": "stretch", "interpolation": "bilinear"}
+        if not dynamic_batch:
+            metadata["input"]["batch"] = batch_size
+        images = pixels(images, built.mean, built.std)
+    else:
+        model, outputs, dynamic_size = exportable_model(task, checkpoint.module, size), spec.outputs, False
+        compare = network_compare(outputs)
     batches = list(torch.split(images, counts))
+    if dynamic_size:  # also check at another height than the traced one
+        batches.append(batches[0][:, :, : size // 2])
     path = Path(output) if output is not None else Path(ckpt_path).with_suffix(runtime.suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
-    runtime.export(model, batches[0], path, outputs, dynamic_batch, **options)
-    diffs, tolerance = check_export(path, format, model, batches, outputs, size)
+    runtime.export(model, batches[0], path, outputs, dynamic_batch, dynamic_size, **options)
+    if end_to_end:
+        runtime.write_metadata(path, encode(metadata))
+    diffs, tolerance = check_export(path, format, model, batches, outputs, compare)
     return ExportResult(
         task=task,
         path=path,
         format=format,
         input_shape=(batch_size, 3, size, size),
         dynamic_batch=dynamic_batch,
-        outputs=outputs,
+        outputs=tuple(outputs),
+        end_to_end=end_to_end,
         folded_pairs=len(conv_bn_pairs(checkpoint.module.model)),
         check_inputs=f"{len(images)} {source} (batches of {', '.join(map(str, counts))})",
         max_abs_diff=diffs,

@@ -43,6 +43,19 @@ def build_parser(task: str) -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=1, help="the exported batch size (the example's)")
     parser.add_argument("--image_size", type=int, default=None, help=f"square input side (default: {default_size})")
     parser.add_argument("--num_classes", type=int, default=None, help="must equal the checkpoint's when given")
+    parser.add_argument(
+        "--end_to_end",
+        type=boolean,
+        default=True,
+        metavar="true|false",
+        help="true (default): uint8 RGB input, the task's post-processing and metadata inside the file; false: the "
+        "network alone, normalised float input",
+    )
+    options = get_task(task).end_to_end_options
+    if options:
+        group = parser.add_argument_group(f"{task} end-to-end options")
+        for option, spec in options.items():
+            group.add_argument(f"--{option}", **spec)
     int8 = parser.add_argument_group(f"int8 (with --format {', '.join(int8_formats())})")
     int8.add_argument(
         "--int8",
@@ -59,6 +72,16 @@ def build_parser(task: str) -> argparse.ArgumentParser:
                 group.add_argument(f"--{option}", **spec)
                 added.add(option)
     return parser
+
+
+def boolean(text: str) -> bool:
+    """`--end_to_end true|false` (also 1/0, yes/no), as LightningCLI's booleans read."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def export_main(task: str, args: Sequence[str] | None = None) -> Any:
@@ -78,6 +101,7 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
             if options.calibration_batches < 1 or options.calibration_batch_size < 1:
                 raise ValueError("--calibration_batches and --calibration_batch_size must be >= 1")
         runtime_options = {option: getattr(options, option) for option in get_runtime(options.format).options}
+        task_options = {option: getattr(options, option) for option in get_task(task).end_to_end_options}
         result = export_checkpoint(
             task,
             options.ckpt_path,
@@ -87,6 +111,8 @@ def export_main(task: str, args: Sequence[str] | None = None) -> Any:
             image_size=options.image_size,
             num_classes=options.num_classes,
             batch_size=options.batch_size,
+            end_to_end=options.end_to_end,
+            task_options={k: v for k, v in task_options.items() if v not in (None, False)},
             **runtime_options,
         )
         print(result.summary())

@@ -13,12 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import clip_boxes_to_image
 
 from deploy.runtimes import Loaded
-from heads.ssdlite import SSDLite
+from heads.ssdlite import SSDLite, decode
 from tasks.common.export import resize_images
 from tasks.detect.metrics import evaluators_for
 from tasks.detect.model import to_original_coordinates
@@ -61,9 +59,7 @@ class BoxDecoder(nn.Module):
         self.image_size = (image_size, image_size)
 
     def forward(self, logits: Tensor, codes: Tensor) -> tuple[Tensor, Tensor]:
-        anchors = self.anchors.expand_as(codes).reshape(-1, 4)
-        boxes = self.box_coder.decode_single(codes.reshape(-1, 4), anchors).reshape(codes.shape)
-        return F.softmax(logits, dim=-1), clip_boxes_to_image(boxes, self.image_size)
+        return decode(self.box_coder, logits, codes, self.anchors, self.image_size)
 
 
 def detections_from_outputs(

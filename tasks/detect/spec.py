@@ -2,6 +2,7 @@
 (`ssdlite320_<backbone>`, the names torchvision gives its SSDLite at 320 px)."""
 
 from backbones import list_backbones
+from tasks.detect import end_to_end
 from tasks.detect.data.module import DetectionDataModule
 from tasks.detect.exported import FLOAT_SCOPES, DetectorOutputs, evaluate_exported
 from tasks.detect.model import build_detector
@@ -21,7 +22,9 @@ SPEC = register_task(
         input_size="image_size",
         exportable=DetectorOutputs,
         evaluate_exported=evaluate_exported,
+        end_to_end=end_to_end.end_to_end,
         float_scopes=FLOAT_SCOPES,
+        end_to_end_options=end_to_end.OPTIONS,
     )
 )
 for _backbone in list_backbones():

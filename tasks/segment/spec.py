@@ -6,6 +6,7 @@ from typing import get_args
 from backbones import list_backbones
 from tasks.models import register_model
 from tasks.registry import TaskSpec, register_task
+from tasks.segment import end_to_end
 from tasks.segment.data.module import SegmentationDataModule
 from tasks.segment.exported import EXPORT_SIZE, evaluate_exported, exportable
 from tasks.segment.model import Head, build_segmenter
@@ -23,6 +24,8 @@ SPEC = register_task(
         input_size=EXPORT_SIZE,
         exportable=exportable,
         evaluate_exported=evaluate_exported,
+        end_to_end=end_to_end.end_to_end,
+        end_to_end_options=end_to_end.OPTIONS,
     )
 )
 for _head in get_args(Head):
