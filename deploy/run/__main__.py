@@ -50,18 +50,22 @@ def positive(text: str) -> int:
     return value
 
 
-def summary(model: Model, inputs: Inputs, report: Report, out: Path, threshold: float) -> str:
+def summary(model: Model, inputs: Inputs, report: Report, out: Path) -> str:
     """What was run, on how much, and where the files went."""
     threads = f", {model.backend.threads} threads" if model.backend.threads else ""
     lines = [f"deploy.run: {model.task} model {model.contract.model} from {model.path} ({model.backend.name}{threads})"]
     if len(report.lines) <= LISTED_IMAGES:
         lines += [f"  {path}: {line}" for path, line in report.lines]
     lines += [f"  {video}: {frames} frames" for video, frames in report.frames.items()]
-    ran = [f"{len(inputs.images)} images"] + ([f"{len(inputs.videos)} videos"] if inputs.videos else [])
-    drawn = "" if report.drawn is None else f", {report.drawn} detections drawn (score >= {threshold:g})"
+    ran = [counted(len(inputs.images), "image")] + ([counted(len(inputs.videos), "video")] if inputs.videos else [])
+    totals = f": {report.totals}" if report.totals else ""
     written = report.gathered + (["annotated videos"] if inputs.videos else [])
-    lines.append(f"{' and '.join(ran)}{drawn} -> {out}/" + (f" ({', '.join(written)})" if written else ""))
+    lines.append(f"{' and '.join(ran)}{totals} -> {out}/" + (f" ({', '.join(written)})" if written else ""))
     return "\n".join(lines)
+
+
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, MetadataError) as error:
         print(f"deploy.run: error: {error}", file=sys.stderr)
         return 2
-    print(summary(model, inputs, report, out, args.score_threshold))
+    print(summary(model, inputs, report, out))
     return 0
 
 

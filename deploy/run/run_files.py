@@ -39,7 +39,7 @@ class Report:
     lines: list[tuple[Path, str]] = field(default_factory=list)
     frames: dict[Path, int] = field(default_factory=dict)
     gathered: list[str] = field(default_factory=list)
-    drawn: int | None = None  # detection: the detections drawn on images
+    totals: str = ""  # what the images' results add up to
 
 
 def collect_inputs(arguments: list[str]) -> Inputs:
@@ -87,7 +87,7 @@ def run_files(model: Model, inputs: Inputs, out: Path, batch_size: int, score_th
         for video in inputs.videos:
             report.frames[video] = run_video(model, writer, video, folder, batch_size)
         report.gathered = writer.finish()
-        report.drawn = getattr(writer, "drawn", None)
+        report.totals = writer.totals()
     return report
 
 

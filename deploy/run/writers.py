@@ -64,13 +64,17 @@ class Writer:
     def finish(self) -> list[str]:
         return []
 
+    def totals(self) -> str:
+        """What the images' results add up to, for the summary ("" where nothing)."""
+        return ""
+
 
 class DetectionWriter(Writer):
     def __init__(self, folder: Path, contract: Contract, score_threshold: float) -> None:
         super().__init__(folder, contract, score_threshold)
         self.records: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
-        self.drawn = 0
+        self.drawn = 0  # on the images
 
     def coco_records(self, result: dict[str, Any], image_id: int, file_name: str) -> list[dict[str, Any]]:
         ids = self.contract.category_ids
@@ -120,6 +124,9 @@ class DetectionWriter(Writer):
             return []
         (self.folder / DETECTIONS_JSON).write_text(json.dumps(self.records))
         return [DETECTIONS_JSON]
+
+    def totals(self) -> str:
+        return f"{len(self.records)} detections, {self.drawn} drawn (score >= {self.score_threshold:g})"
 
 
 class SegmentationWriter(Writer):

@@ -193,27 +193,32 @@ def to_openvino(onnx_path: Path, xml_path: Path) -> Path:
     return xml_path
 
 
-# A Python prelude that makes torch and torchvision (and their submodules) unimportable, then runs `deploy.run` as
-# `python -m deploy.run` with the remaining arguments.
-WITHOUT_TORCH = """
+# A Python prelude that makes torch, torchvision and our packages that import them unimportable, then runs the
+# statements that follow it (`run_without_torch`: `python -m deploy.run` with the remaining arguments).
+BLOCKED = ("torch", "torchvision", "tasks", "backbones", "heads", "deploy.runtimes")
+WITHOUT_TORCH = f"""
 import runpy, sys
 from importlib.abc import MetaPathFinder
 
-class NoTorch(MetaPathFinder):
+class Blocked(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is blocked: deploy.run must not import it")
+        if any(name == blocked or name.startswith(blocked + ".") for blocked in {BLOCKED!r}):
+            raise ImportError(f"{{name}} is blocked: deploy.run must not import it")
         return None
 
-sys.meta_path.insert(0, NoTorch())
+sys.meta_path.insert(0, Blocked())
+"""
+RUN_MODULE = """
 sys.argv = ["deploy.run", *sys.argv[1:]]
 runpy.run_module("deploy.run", run_name="__main__", alter_sys=True)
 """
 
 
-def run_without_torch(*arguments: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`python -m deploy.run ARGUMENTS...` in a child process where torch and torchvision cannot be imported."""
+def run_without_torch(
+    *arguments: str | Path, code: str = RUN_MODULE, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`code` (default: `python -m deploy.run ARGUMENTS...`) in a child process where `BLOCKED` cannot be imported."""
     root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-c", WITHOUT_TORCH, *map(str, arguments)]
+    command = [sys.executable, "-c", WITHOUT_TORCH + code, *map(str, arguments)]
     env = {**os.environ, "PYTHONPATH": str(root)}
     return subprocess.run(command, cwd=cwd or root, env=env, capture_output=True, text=True, timeout=120)
