@@ -1,9 +1,10 @@
 """Images to network inputs, pixel for pixel as the predictors' evaluation transforms (albumentations) make them,
 before their normalisation, which the exported files do inside.
 
-- detection "stretch": `A.Resize(S, S)` (bilinear); "letterbox": `A.LongestMaxSize(S)` (each side
-  max(1, round(side * S / longest)), bilinear) then `A.PadIfNeeded(S, S, position="top_left", BORDER_CONSTANT,
-  fill=mean * 255)`, the fill rounded by OpenCV as albumentations passes it (`tasks/detect/data/transforms.py`);
+- "stretch" (detection; segmentation files of one fixed size): `A.Resize(S, S)` (bilinear);
+- detection "letterbox": `A.LongestMaxSize(S)` (each side max(1, round(side * S / longest)), bilinear) then
+  `A.PadIfNeeded(S, S, position="top_left", BORDER_CONSTANT, fill=mean * 255)`, the fill rounded by OpenCV as
+  albumentations passes it (`tasks/detect/data/transforms.py`);
 - classification "shorter_side_crop": `A.SmallestMaxSize(side, interpolation)` (each side
   max(1, round(side * resize_side / shortest))) then `A.CenterCrop(R, R)` at ((H - R) // 2, (W - R) // 2)
   (`tasks/classify/data/transforms.py`);

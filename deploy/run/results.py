@@ -5,6 +5,8 @@ arrays and lists instead of tensors.
   clamped to [0, W], y to [0, H], as `tasks.detect.model.to_original_coordinates`), `scores` float32 [M], `labels`
   int64 [M], `names` (`tasks.detect.predictor.detections`);
 - segment: `mask` int64 [H, W], the `labels` present (sorted) and their `names` (`tasks.segment.predictor.masks`);
+  a file of one fixed size (runtimes without dynamic sizes) gets the image stretched to it, and its mask is resized
+  back to the image, nearest neighbour (OpenCV's INTER_NEAREST_EXACT: the pixel centres', as Pillow's);
 - classify: the TOP_K most probable `labels`, their `scores` and `names`, best first
   (`tasks.classify.predictor.top_classes`).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from deploy.run.contract import Contract
@@ -56,11 +59,13 @@ def detections(outputs: Outputs, metas: Metas, contract: Contract) -> list[dict[
 
 
 def masks(outputs: Outputs, metas: Metas, contract: Contract) -> list[dict[str, Any]]:
-    """Per image: its `mask` (cropped to the image), the `labels` in it and their `names`."""
+    """Per image: its `mask` (at the image's size), the `labels` in it and their `names`."""
     results = []
     for mask, meta in zip(outputs["mask"], metas, strict=True):
         height, width = meta["orig_size"]
-        mask = mask[:height, :width].astype(np.int64)
+        if mask.shape != (height, width):  # a stretched input's
+            mask = cv2.resize(mask.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+        mask = mask.astype(np.int64)
         labels = np.unique(mask).tolist()
         results.append({"mask": mask, "labels": labels, "names": [contract.class_names[i] for i in labels]})
     return results

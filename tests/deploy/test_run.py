@@ -150,6 +150,18 @@ def test_masks_at_each_images_own_size(models, name):
         assert result["names"] == [SEGMENT_NAMES[label] for label in result["labels"]]
 
 
+def test_masks_of_a_file_of_one_size(tmp_path):
+    """A segmentation file of a fixed size (runtimes without dynamic sizes): images stretched to it, masks resized
+    back to each image, nearest neighbour by pixel centres (as Pillow's NEAREST)."""
+    path, _ = contract_model("segment", tmp_path / "fixed_size.onnx", size=[SIZE, SIZE], resize="stretch")
+    images = noise_images(5)
+    for image, result in zip(images, load(path)(images), strict=True):
+        small = albumentations_uint8(DetectionTransform(SIZE, MEAN, STD).compose, image)[..., 0] // 64
+        height, width = image.shape[:2]
+        want = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.NEAREST))
+        assert result["mask"].shape == (height, width) and np.array_equal(result["mask"], want)
+
+
 def test_top_classes_are_the_predictors(models):
     transform = ClassificationEvalTransform(SIZE, 0.875).compose
     images = noise_images(4)
