@@ -147,6 +147,8 @@ class OnnxRuntime(Runtime):
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
             warnings.filterwarnings("ignore", message=".*will be removed.*")
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # the end-to-end detector's NMS loop is scripted where traced (`torch.jit.script_if_tracing`)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated.*", category=FutureWarning)
             torch.onnx.export(
                 model,
                 (example,),

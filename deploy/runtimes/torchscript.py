@@ -50,6 +50,8 @@ class TorchScriptRuntime(Runtime):
         and `outputs` (the outputs come in the model's order) need nothing here."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # the end-to-end detector's NMS loop is scripted where traced (`torch.jit.script_if_tracing`)
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated.*", category=FutureWarning)
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated.*", category=FutureWarning)
             traced = torch.jit.trace(model, example, check_trace=False)
         traced.save(str(path))

@@ -3,7 +3,7 @@ resolution."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,9 @@ def evaluate_classification(models: Mapping[str, Loaded], loader: Iterable, size
     return classification_figures({k: np.concatenate(v) for k, v in logits.items()}, np.concatenate(labels))
 
 
-def evaluate_exported(models: Mapping[str, Loaded], datamodule: Any, checkpoint: Any, size: int) -> dict[str, float]:
-    """`evaluate_classification` on the data module's val split."""
+def evaluate_exported(
+    models: Mapping[str, Loaded], datamodule: Any, checkpoint: Any, size: int | None, outputs: Sequence[str]
+) -> dict[str, float]:
+    """`evaluate_classification` on the data module's val split (logits or an end-to-end file's probabilities
+    rank the classes alike)."""
     return evaluate_classification(models, datamodule.val_dataloader(), size)

@@ -14,13 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from deploy.runtimes import INPUT_NAME
+from deploy.runtimes import INPUT_NAME, Loaded
 from tasks.common.task_checkpoint import TaskCheckpoint
 from tasks.models import model_name
 from tasks.registry import get_task
+
+# the scopes int8 keeps in float in every end-to-end file, beside the task's own: the pixels' normalisation (uint8
+# steps already) and the post-processing (scores near the threshold, NMS)
+END_TO_END_FLOAT_SCOPES = ("/normalize/", "/postprocess/")
 
 # (file outputs, PyTorch outputs, input side) -> ({output: difference}, {output: tolerance}); see `max_abs_diff`
 Compare = Callable[[Sequence[Tensor], Sequence[Tensor], int], tuple[dict[str, float], dict[str, float]]]
@@ -43,6 +48,17 @@ def pixels(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tenso
     mean_ = torch.tensor(mean).reshape(1, 3, 1, 1)
     std_ = torch.tensor(std).reshape(1, 3, 1, 1)
     return ((images * std_ + mean_) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+class PixelInput(Loaded):
+    """An end-to-end file run on the normalised images the data modules give (turned back into their pixels), as
+    the task's evaluation of exported files feeds them."""
+
+    def __init__(self, loaded: Loaded, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.loaded, self.mean, self.std = loaded, mean, std
+
+    def run(self, images: Tensor | np.ndarray) -> list[Tensor]:
+        return self.loaded.run(pixels(torch.as_tensor(images), self.mean, self.std))
 
 
 def max_abs_diff(names: Sequence[str], tolerances: Sequence[float]) -> Compare:

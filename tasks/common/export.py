@@ -140,10 +140,12 @@ class ExportResult:
     dynamic_batch: bool
     outputs: tuple[str, ...]
     end_to_end: bool
+    any_size: bool  # an end-to-end file that takes any height and width
     folded_pairs: int
     check_inputs: str  # what the check ran on
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         batch = "dynamic batch" if self.dynamic_batch else f"batch {self.input_shape[0]}"
@@ -220,8 +222,10 @@ def export_checkpoint(
         dynamic_batch=dynamic_batch,
         outputs=tuple(outputs),
         end_to_end=end_to_end,
+        any_size=dynamic_size,
         folded_pairs=len(conv_bn_pairs(checkpoint.module.model)),
         check_inputs=f"{len(images)} {source} (batches of {', '.join(map(str, counts))})",
         max_abs_diff=diffs,
         tolerance=tolerance,
+        task_options=task_options,
     )

@@ -20,6 +20,7 @@ import torch
 
 from deploy.runtimes import Loaded, get_runtime, list_runtimes
 from deploy.runtimes.base import FixedBatch
+from tasks.common.end_to_end import END_TO_END_FLOAT_SCOPES, PixelInput, pixels
 from tasks.common.export import ExportResult, dataset_images, exportable_model
 from tasks.common.task_checkpoint import TaskCheckpoint, load_task
 from tasks.registry import get_task
@@ -91,23 +92,32 @@ def quantize_export(
     checkpoint = load_task(exported.task, ckpt_path)
     size = exported.input_shape[-1]
     batches = calibration_batches(checkpoint, size, calibration_batches_count, batch_size)
-    model = exportable_model(exported.task, checkpoint.module, size)
+    float_scopes = spec.float_scopes
+    if exported.end_to_end:  # the same module as the fp32 file, fed uint8 pixels; pixels and post-processing float
+        built = spec.end_to_end(checkpoint, size, runtime.nms, **exported.task_options)
+        model, float_scopes = built.module, (*float_scopes, *END_TO_END_FLOAT_SCOPES)
+        batches = [pixels(torch.from_numpy(b), built.mean, built.std).numpy() for b in batches]
+    else:
+        model = exportable_model(exported.task, checkpoint.module, size)
     int8_path = Path(output) if output is not None else int8_path_for(exported.path, runtime.suffix)
     int8_path = quantize(
         model,
         exported.path,
         int8_path,
         batches,
-        spec.float_scopes,
+        float_scopes,
         dynamic_batch=exported.dynamic_batch,
         batch_size=exported.input_shape[0],
     )
     models: dict[str, Loaded] = {"fp32": runtime.load(exported.path), "int8": runtime.load(int8_path)}
     if not exported.dynamic_batch:
         models = {name: FixedBatch(loaded, exported.input_shape[0]) for name, loaded in models.items()}
+    if exported.end_to_end:
+        models = {name: PixelInput(loaded, built.mean, built.std) for name, loaded in models.items()}
     datamodule = checkpoint.datamodule()
     datamodule.setup("validate")
-    figures = spec.evaluate_exported(models, datamodule, checkpoint, size)
+    evaluated_size = None if exported.any_size else size
+    figures = spec.evaluate_exported(models, datamodule, checkpoint, evaluated_size, exported.outputs)
     figures["calibration_images"] = float(sum(len(b) for b in batches))
     figures["val_images"] = float(len(datamodule.val_dataset))
     return QuantizeResult(exported, int8_path, figures)

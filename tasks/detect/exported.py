@@ -2,9 +2,10 @@
 
 SSDLite up to, not including, NMS (`DetectorOutputs`): `scores` [N, A, K], the softmax over all K classes of each
 of the A default boxes (column 0 is background), and `boxes` [N, A, 4], the decoded boxes, x1 y1 x2 y2 in input
-pixels, clipped to the image. Per-class top-k, the score threshold and NMS stay in Python:
-`detections_from_outputs` turns the two outputs into final detections with `SSDLite.postprocess` itself. The
-decoding sits under the `decode` scope, which int8 keeps in float (`FLOAT_SCOPES`).
+pixels, clipped to the image. This is the network-only file (`export --end_to_end false`; the end-to-end one adds
+the post-processing, `tasks/detect/end_to_end.py`): `detections_from_outputs` turns its two outputs into final
+detections with the detector's own post-processing. The decoding sits under the `decode` scope, which int8 keeps in
+float (`FLOAT_SCOPES`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from deploy.runtimes import Loaded
+from heads.detection_postprocess import unpadded
 from heads.ssdlite import SSDLite, decode
 from tasks.common.export import resize_images
 from tasks.detect.metrics import evaluators_for
@@ -62,27 +64,21 @@ class BoxDecoder(nn.Module):
         return decode(self.box_coder, logits, codes, self.anchors, self.image_size)
 
 
-def detections_from_outputs(
-    detector: SSDLite, scores: Tensor, boxes: Tensor, image_size: Sequence[int]
-) -> list[dict[str, Tensor]]:
-    """Final detections (per image: `boxes`, `scores`, `labels`) from exported `scores` and `boxes`.
-
-    This is `SSDLite.postprocess` itself, fed so that it reproduces its inputs: log-probabilities are logits whose
-    softmax gives the probabilities back, and zero box codes decode to the reference boxes they are given, so the
-    decoded boxes of each image go in as that image's "anchors" (one call per image, as anchors are shared by a
-    batch). Thresholds, top-k, NMS and the detection count are the detector's.
-    """
-    scores, boxes = torch.as_tensor(scores), torch.as_tensor(boxes)
-    logits = scores.log()
-    detections = []
-    for index in range(len(scores)):
-        codes = torch.zeros_like(boxes[index : index + 1])
-        detections += detector.postprocess(logits[index : index + 1], codes, boxes[index], tuple(image_size))
-    return detections
+def detections_from_outputs(detector: SSDLite, scores: Tensor, boxes: Tensor) -> list[dict[str, Tensor]]:
+    """Final detections (per image: `boxes`, `scores`, `labels`) from exported `scores` and `boxes`: the detector's
+    own post-processing (`SSDLite.detection_postprocess`, its thresholds, top-k, NMS and detection count)."""
+    with torch.no_grad():
+        return unpadded(*detector.detection_postprocess(torch.as_tensor(scores), torch.as_tensor(boxes)))
 
 
 def evaluate_detection(
-    models: Mapping[str, Loaded], loader: Iterable, dataset: Any, detector: Any, size: int, num_classes: int
+    models: Mapping[str, Loaded],
+    loader: Iterable,
+    dataset: Any,
+    detector: Any,
+    size: int,
+    num_classes: int,
+    outputs: Sequence[str] = ("scores", "boxes"),
 ) -> dict[str, float]:
     """COCO AP / AP50 (and VOC mAP50 where the dataset has VOC ground truth) of each model over the loader.
 
@@ -95,8 +91,11 @@ def evaluate_detection(
         inputs = resize_images(images, size)
         image_ids = [int(t["image_id"]) for t in targets]
         for name, model in models.items():
-            scores, boxes = model.run(inputs)
-            detections = detections_from_outputs(detector, scores, boxes, (size, size))
+            found = model.run(inputs)
+            if outputs[0] == "detections":  # an end-to-end file's, NMS inside
+                detections = unpadded(*found)
+            else:
+                detections = detections_from_outputs(detector, *found)
             detections = [{**d, "boxes": d["boxes"] * to_input} for d in detections]
             detections = to_original_coordinates(
                 detections, [t["scale"] for t in targets], [t["orig_size"] for t in targets]
@@ -111,7 +110,9 @@ def evaluate_detection(
     return figures
 
 
-def evaluate_exported(models: Mapping[str, Loaded], datamodule: Any, checkpoint: Any, size: int) -> dict[str, float]:
+def evaluate_exported(
+    models: Mapping[str, Loaded], datamodule: Any, checkpoint: Any, size: int | None, outputs: Sequence[str]
+) -> dict[str, float]:
     """`evaluate_detection` on the data module's val split, with the checkpoint's detector's post-processing."""
     return evaluate_detection(
         models,
@@ -120,4 +121,5 @@ def evaluate_exported(models: Mapping[str, Loaded], datamodule: Any, checkpoint:
         checkpoint.module.model,
         size,
         checkpoint.hparams["num_classes"],
+        outputs,
     )
