@@ -177,20 +177,21 @@ def plain_classifier(path: Path) -> Path:
 # Runs in a child process: OpenVINO in the test process breaks its later fork()s (tests/conftest.py, own_process).
 TO_OPENVINO = """
 import sys, onnx, openvino as ov
-source, target, key = sys.argv[1:4]
-text = {p.key: p.value for p in onnx.load(source).metadata_props}.get(key)
-model = ov.convert_model(source)
-if text is not None:
-    model.set_rt_info(text, [key])
-ov.save_model(model, target)
+key, *paths = sys.argv[1:]
+for source, target in zip(paths[::2], paths[1::2]):
+    text = {p.key: p.value for p in onnx.load(source).metadata_props}.get(key)
+    model = ov.convert_model(source)
+    if text is not None:
+        model.set_rt_info(text, [key])
+    ov.save_model(model, target)
 """
 
 
-def to_openvino(onnx_path: Path, xml_path: Path) -> Path:
-    """The ONNX model converted to OpenVINO IR at `xml_path`, its metadata moved into the IR's rt_info."""
-    command = [sys.executable, "-c", TO_OPENVINO, str(onnx_path), str(xml_path), KEY]
+def to_openvino(*pairs: tuple[Path, Path]) -> None:
+    """Each (ONNX file, .xml path) converted to OpenVINO IR, its metadata moved into the IR's rt_info (as
+    `deploy.runtimes.openvino` writes it), in one child process."""
+    command = [sys.executable, "-c", TO_OPENVINO, KEY, *(str(path) for pair in pairs for path in pair)]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
-    return xml_path
 
 
 # A Python prelude that makes torch, torchvision and our packages that import them unimportable, then runs the

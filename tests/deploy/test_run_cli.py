@@ -157,8 +157,8 @@ def bad_case(case: str, models: dict[str, Path], images: Path, tmp_path: Path) -
     elif case == "missing_model":
         model, message = str(tmp_path / "gone.onnx"), "gone.onnx: no such file; export one with"
     elif case == "corrupt_model":
-        (tmp_path / "cut.xml").write_text("<net>")
-        model, message = str(tmp_path / "cut.xml"), "cut.xml: openvino cannot read it"
+        (tmp_path / "cut.onnx").write_bytes(models["detect"].read_bytes()[:100])  # OpenVINO's: test_run_openvino.py
+        model, message = str(tmp_path / "cut.onnx"), "cut.onnx: onnxruntime cannot read it"
     elif case == "undecodable_image":  # after a good image: only the staging folder has seen it
         (images / "img9.png").write_bytes(b"\x89PNG\r\n broken")
         message = "img9.png cannot be decoded"

@@ -45,11 +45,12 @@ def measured(task: str) -> Any:
     return lambda module: with_batch_statistics(module.model, inputs)
 
 
-def exported(task: str, folder: Path, **data_overrides: Any) -> tuple[Path, Path]:
-    """(checkpoint, its end-to-end ONNX file with a dynamic batch)."""
+def exported(task: str, folder: Path, format: str = "onnx", **data_overrides: Any) -> tuple[Path, Path]:
+    """(checkpoint, its end-to-end file in `format` (onnx, openvino) with a dynamic batch)."""
     torch.manual_seed(0)
     checkpoint, _ = predictor_checkpoint(task, folder, measured(task), **data_overrides)
-    result = export_checkpoint(task, checkpoint, "onnx", output=folder / f"{task}.onnx", dynamic_batch=True)
+    suffix = {"onnx": ".onnx", "openvino": ".xml"}[format]
+    result = export_checkpoint(task, checkpoint, format, output=folder / f"{task}{suffix}", dynamic_batch=True)
     assert result.end_to_end
     return checkpoint, result.path
 
@@ -86,9 +87,9 @@ def assert_same_detections(want: dict, got: dict, image_size: tuple[int, int]) -
 
 
 @pytest.mark.parametrize("letterbox", [False, pytest.param(True, marks=pytest.mark.slow)])
-def test_detections_equal_the_predictors(tmp_path, letterbox):
+def test_detections_equal_the_predictors(tmp_path, letterbox, format="onnx"):
     images = write_noise_images(tmp_path / "images", IMAGE_SIZES)
-    checkpoint, model = exported("detect", tmp_path, keep_aspect_ratio=letterbox)
+    checkpoint, model = exported("detect", tmp_path, format, keep_aspect_ratio=letterbox)
     assert load(model).contract.resize == ("letterbox" if letterbox else "stretch")
     pairs = both(Detector, checkpoint, model, images)
     for (want, got), size in zip(pairs, IMAGE_SIZES, strict=True):
@@ -98,9 +99,9 @@ def test_detections_equal_the_predictors(tmp_path, letterbox):
     assert len({tuple(np.round(want["scores"].numpy()[:5], 4)) for want, _ in pairs}) > 1
 
 
-def test_masks_equal_the_predictors(tmp_path):
+def test_masks_equal_the_predictors(tmp_path, format="onnx"):
     images = write_noise_images(tmp_path / "images", IMAGE_SIZES)
-    checkpoint, model = exported("segment", tmp_path)
+    checkpoint, model = exported("segment", tmp_path, format)
     pairs = both(Segmenter, checkpoint, model, images)
     for (want, got), size in zip(pairs, IMAGE_SIZES, strict=True):
         assert got["mask"].shape == size and got["mask"].dtype == np.int64
@@ -109,10 +110,10 @@ def test_masks_equal_the_predictors(tmp_path):
     assert any(len(want["labels"]) > 1 for want, _ in pairs)  # masks of more than one class
 
 
-def test_top_classes_equal_the_predictors(tmp_path):
+def test_top_classes_equal_the_predictors(tmp_path, format="onnx"):
     """With bicubic resizing and a crop fraction of its own: the file's metadata carries both."""
     images = write_noise_images(tmp_path / "images", IMAGE_SIZES)
-    checkpoint, model = exported("classify", tmp_path, interpolation="bicubic", crop_pct=0.95)
+    checkpoint, model = exported("classify", tmp_path, format, interpolation="bicubic", crop_pct=0.95)
     assert load(model).contract.resize_side == int(SIZE / 0.95)
     pairs = both(Classifier, checkpoint, model, images)
     for want, got in pairs:
