@@ -52,7 +52,7 @@ def positive(text: str) -> int:
 
 def summary(model: Model, inputs: Inputs, report: Report, out: Path) -> str:
     """What was run, on how much, and where the files went."""
-    threads = f", {model.backend.threads} threads" if model.backend.threads else ""
+    threads = f", {counted(model.backend.threads, 'thread')}" if model.backend.threads else ""
     lines = [f"deploy.run: {model.task} model {model.contract.model} from {model.path} ({model.backend.name}{threads})"]
     if len(report.lines) <= LISTED_IMAGES:
         lines += [f"  {path}: {line}" for path, line in report.lines]

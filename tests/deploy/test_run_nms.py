@@ -9,6 +9,7 @@ from torchvision.ops import batched_nms as torchvision_batched_nms
 from torchvision.ops import nms as torchvision_nms
 
 from deploy.run.nms import batched_nms, nms, ssdlite_detections
+from heads.detection_postprocess import DetectionPostprocess, unpadded
 
 
 def clustered_outputs(seed: int, anchors: int = 300, classes: int = 6) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +64,21 @@ def test_ssdlite_detections_equal_torchvisions(postprocess, seed):
     for key in ("labels", "scores", "boxes"):
         np.testing.assert_array_equal(ours[key], want[key], err_msg=key)
     assert (np.diff(ours["scores"]) <= 0).all()  # best first
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ssdlite_detections_equal_the_detectors_postprocess(seed):
+    """The post-processing the predictors and end-to-end files run (`heads.detection_postprocess`), on a batch."""
+    postprocess = {"score_threshold": 0.01, "iou_threshold": 0.55, "candidates_per_class": 100, "max_detections": 50}
+    outputs = [clustered_outputs(seed + 10 * i) for i in range(2)]
+    scores = torch.from_numpy(np.stack([s for s, _ in outputs]))
+    boxes = torch.from_numpy(np.stack([b for _, b in outputs]))
+    want = unpadded(*DetectionPostprocess(**postprocess)(scores, boxes))
+    for (image_scores, image_boxes), theirs in zip(outputs, want, strict=True):
+        ours = ssdlite_detections(image_scores, image_boxes, postprocess)
+        assert len(theirs["labels"]) == postprocess["max_detections"]
+        for key in ("labels", "scores", "boxes"):
+            np.testing.assert_array_equal(ours[key], theirs[key].numpy(), err_msg=key)
 
 
 def test_batched_nms_keeps_classes_apart():

@@ -49,7 +49,7 @@ def images(tmp_path) -> Path:
 def test_openvino_files_give_the_onnx_results(models, images, tmp_path, task):
     result = run_without_torch(models[f"{task}.xml"], images, "--out", tmp_path / "ov", "--threads", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "(openvino, 1 threads)" in result.stdout
+    assert "(openvino, 1 thread)" in result.stdout
     assert main([str(models[task]), str(images), "--out", str(tmp_path / "onnx")]) == 0
     ours = {p.name for p in (tmp_path / "ov").iterdir()}
     assert ours == {p.name for p in (tmp_path / "onnx").iterdir()}
