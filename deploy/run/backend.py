@@ -90,9 +90,11 @@ def open_backend(path: str | Path, threads: int | None = None) -> Backend:
 
 
 def unreadable(path: Path, runtime: str, error: Exception) -> InputError:
-    """The error for a file its runtime cannot read (runtimes' messages run over lines: the first informative one)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith("Exception from")]
-    reason = lines[0] if lines else type(error).__name__
+    """The error for a file its runtime cannot read. OpenVINO's messages run over lines, source locations first and
+    the reason last: the last line that is not a location."""
+    locations = ("Exception from", "Check '")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith(locations)]
+    reason = lines[-1] if lines else type(error).__name__
     return InputError(
         f"model file {path}: {runtime} cannot read it ({reason}); pass a complete file written by "
         "`python -m tasks.<task> export`"

@@ -8,11 +8,13 @@ with AMX or AVX-512 BF16, and the results would drift from the Python predictors
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 
 from deploy.metadata import KEY
 from deploy.run.backend import Backend, register_backend, unreadable
+from deploy.run.errors import InputError
 
 
 @register_backend
@@ -23,6 +25,7 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, path: Path, threads: int | None) -> None:
         super().__init__(path, threads)
+        check_ir(path)
         import openvino as ov
 
         core = ov.Core()
@@ -53,3 +56,14 @@ class OpenVinoBackend(Backend):
         results = self.request.infer({0: images})
         # copies: the request reuses its output buffers on the next call
         return {output.any_name: np.array(results[output], copy=True) for output in self.compiled.outputs}
+
+
+def check_ir(path: Path) -> None:
+    """An InputError unless `path` is XML whose root is an IR's `<net>`: OpenVINO would otherwise try every frontend
+    it has, each printing its own complaint."""
+    try:
+        root = next(ElementTree.iterparse(path, events=("start",)))[1].tag
+    except (ElementTree.ParseError, StopIteration) as error:
+        raise InputError(f"model file {path}: not XML ({error}); pass the .xml of an OpenVINO IR") from error
+    if root != "net":
+        raise InputError(f"model file {path}: not an OpenVINO IR (its root is <{root}>, not <net>)")

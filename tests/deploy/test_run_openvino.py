@@ -71,7 +71,8 @@ def test_openvino_files_give_the_onnx_results(models, images, tmp_path, task):
 
 
 def test_refused_openvino_files(models, images, tmp_path):
-    """An IR without our metadata, and one whose weights file is gone: one message each, exit status 2."""
+    """An IR without our metadata, one whose weights file is gone, XML that is no IR: one message each, exit
+    status 2 (where no OpenVINO frontend gets to print its own)."""
     result = run_without_torch(models["plain"], images, "--out", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "plain.xml: no 'mobilenet_suite' metadata" in result.stderr
@@ -79,7 +80,12 @@ def test_refused_openvino_files(models, images, tmp_path):
     lonely.write_bytes(models["detect.xml"].read_bytes())  # without its .bin
     result = run_without_torch(lonely, images, "--out", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "lonely.xml: openvino cannot read it" in result.stderr and not (tmp_path / "out").exists()
+    assert "lonely.xml: openvino cannot read it (Empty weights data" in result.stderr
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "notes.xml").write_text("<notes>not a network</notes>")
+    result = run_without_torch(tmp_path / "notes.xml", images, "--out", tmp_path / "out")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "notes.xml: not an OpenVINO IR (its root is <notes>, not <net>)" in result.stderr
 
 
 @pytest.mark.slow
