@@ -193,7 +193,7 @@ class BatchReader:
     """onnxruntime's CalibrationDataReader protocol over a list of input batches."""
 
     def __init__(self, batches: Iterable[np.ndarray], input_name: str = INPUT_NAME) -> None:
-        self._feeds = iter([{input_name: np.ascontiguousarray(b, dtype=np.float32)} for b in batches])
+        self._feeds = iter([{input_name: as_array(b)} for b in batches])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)

@@ -140,7 +140,7 @@ class OpenVinoRuntime(Runtime):
         ignored = nncf.IgnoredScope(patterns=[f".*{re.escape(scope)}.*" for scope in float_scopes], validate=False)
         quantized = nncf.quantize(
             ir,
-            nncf.Dataset([np.ascontiguousarray(b, dtype=np.float32) for b in batches]),
+            nncf.Dataset([as_array(b) for b in batches]),
             preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(batches),
             ignored_scope=ignored,

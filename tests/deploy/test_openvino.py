@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from deploy.metadata import KEY, decode
 from deploy.runtimes import get_runtime
 from deploy.runtimes.base import FixedBatch
 from tasks.classify.task import main as classify_main
+from tasks.common.end_to_end import PixelInput
 from tasks.common.export import exportable_model
 from tasks.common.int8 import int8_formats, quantizer
 from tasks.common.task_checkpoint import load_task
@@ -44,16 +46,22 @@ def test_cli_exports_an_ir_checked_by_the_openvino_runtime(classify_ckpt, tmp_pa
     result = classify_main(argv)
     assert output.is_file() and output.with_suffix(".bin").is_file() and result.format == "openvino"
     printed = capsys.readouterr().out
-    assert "check (openvino CPU, f32)" in printed and "max abs diff logits" in printed
-    assert result.max_abs_diff["logits"] <= result.tolerance["logits"]
-    # the file equals the folded model on fresh inputs too, run by openvino itself
+    assert "check (openvino CPU, f32)" in printed and "difference probabilities" in printed
+    assert result.max_abs_diff["probabilities"] <= result.tolerance["probabilities"]
+    import openvino
+
+    metadata = decode(openvino.Core().read_model(str(output)).get_rt_info([KEY]).astype(str), output)
+    assert metadata["task"] == "classify" and metadata["input"]["dtype"] == "uint8"
+    # the file equals the folded model on fresh pixels too, run by openvino itself
     checkpoint = load_task("classify", classify_ckpt)
     model = exportable_model("classify", checkpoint.module, SIZE)
-    images = torch.randn(1, 3, SIZE, SIZE)
-    (got,) = get_runtime("openvino").load(output).run(images)
+    data = checkpoint.datamodule()
+    pixels = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8)
+    mean, std = torch.tensor(data.mean)[:, None, None], torch.tensor(data.std)[:, None, None]
+    (got,) = get_runtime("openvino").load(output).run(pixels)
     with torch.inference_mode():
-        want = model(images)
-    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+        want = model((pixels / 255 - mean) / std).softmax(1)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
 
 
 def test_cli_int8_writes_an_int8_ir_and_prints_the_agreement(classify_ckpt, tmp_path, capsys):
@@ -71,7 +79,9 @@ def test_cli_int8_writes_an_int8_ir_and_prints_the_agreement(classify_ckpt, tmp_
     checkpoint = load_task("classify", classify_ckpt)
     data = checkpoint.datamodule()
     data.setup("validate")
-    fp32, quantized = (FixedBatch(get_runtime("openvino").load(p), 1) for p in (output, int8))
+    fp32, quantized = (
+        PixelInput(FixedBatch(get_runtime("openvino").load(p), 1), data.mean, data.std) for p in (output, int8)
+    )
     predictions = {"fp32": [], "int8": []}
     for images, _ in data.val_dataloader():
         predictions["fp32"].append(fp32.run(images)[0].argmax(1))
@@ -111,10 +121,7 @@ def test_int8_ir_tracks_fp32_and_keeps_the_decoding_float(tmp_path):
         want_scores, want_boxes = model(images)
     assert scores.shape == want_scores.shape and boxes.shape == want_boxes.shape
     assert float((scores.sum(-1) - 1).abs().max()) < 1e-4  # the softmax ran in float
-    have, want = (
-        detections_from_outputs(module.model, *out, (SIZE, SIZE))
-        for out in ((scores, boxes), (want_scores, want_boxes))
-    )
+    have, want = (detections_from_outputs(module.model, *out) for out in ((scores, boxes), (want_scores, want_boxes)))
     assert len(images) == 12 and len({d["scores"][:20].numpy().tobytes() for d in want}) == 12  # each image its own
     assert not torch.equal(scores, want_scores)  # int8 kernels ran
     assert found_fraction(want, have, top=20, among=40, min_iou=0.8) >= INT8_FOUND
