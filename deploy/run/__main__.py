@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from deploy.metadata import MetadataError
+from deploy.run.drawing import DRAW_SCORE_THRESHOLD
 from deploy.run.errors import InputError
 from deploy.run.model import DEFAULT_BATCH_SIZE, Model, load
 from deploy.run.run_files import Inputs, Report, collect_inputs, run_files
 
-DRAW_SCORE_THRESHOLD = 0.3  # tasks/detect/predictor.py: detections drawn score at least this
 DEFAULT_OUT = "predictions"  # as `python -m tasks.<task> predict`
 LISTED_IMAGES = 20  # at most this many images get a line of their own in the summary
 

@@ -18,7 +18,8 @@ from deploy.metadata import MetadataError
 # how each task's images may reach its network (`input.resize`)
 # (segmentation files of runtimes without dynamic sizes are "stretch": S x S, the mask resized back)
 TASK_RESIZES = {"detect": ("stretch", "letterbox"), "segment": ("none", "stretch"), "classify": ("shorter_side_crop",)}
-# OpenCV's flag for each `input.interpolation`, as the training transforms resize (tasks/classify/data/transforms.py)
+# OpenCV's flag for each `input.interpolation`; the classification transforms resize with these too
+# (tasks/classify/data/transforms.py)
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 # the outputs each task's runner reads; detection's depend on where its NMS runs (`postprocess.nms`)
 TASK_OUTPUTS = {

@@ -1,6 +1,9 @@
-"""Results drawn on images with Pillow, as the tasks draw them (`tasks/common/drawing.py`, which needs torchvision):
-boxes with captions as `torchvision.utils.draw_bounding_boxes` draws them (outline `width` pixels, caption in the
-box colour at the box's top left, Pillow's default font), masks in the VOC colours, a classification's caption."""
+"""Results drawn on images with Pillow: boxes with captions as `torchvision.utils.draw_bounding_boxes` draws them
+(outline BOX_WIDTH pixels, caption in the box colour at the box's top left, Pillow's default font), masks in the VOC
+colours, a classification's caption.
+
+The colours, palette, overlay, captions and draw threshold live here, torch-free; the tasks' predictors and writers
+use them, and draw boxes with torchvision from the same colours (`tasks.common.drawing.draw_boxes`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Box colours by label (label % len): `tasks.common.drawing.BOX_COLOURS` (a test holds them equal)
+# Box colours by label (label % len): ten well-separated colours.
 BOX_COLOURS: tuple[str, ...] = (
     "#e6194b",
     "#3cb44b",
@@ -24,7 +27,13 @@ BOX_COLOURS: tuple[str, ...] = (
     "#469990",
 )
 BOX_WIDTH = 2
-OVERLAY_ALPHA = 0.5  # weight of the class colours in a drawn overlay (tasks/segment/predictor.py)
+OVERLAY_ALPHA = 0.5  # weight of the class colours in a drawn overlay
+DRAW_SCORE_THRESHOLD = 0.3  # detections drawn on images and videos score at least this
+
+
+def caption(name: str, score: float) -> str:
+    """A drawn result's caption: its class name and score."""
+    return f"{name} {score:.2f}"
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: Sequence[int], captions: Sequence[str]) -> np.ndarray:
@@ -48,12 +57,13 @@ def draw_detections(
     if not shown.any():
         return image, 0
     labels, scores = result["labels"][shown].tolist(), result["scores"][shown].tolist()
-    captions = [f"{class_names[label]} {score:.2f}" for label, score in zip(labels, scores, strict=True)]
+    captions = [caption(class_names[label], score) for label, score in zip(labels, scores, strict=True)]
     return draw_boxes(image, result["boxes"][shown], labels, captions), int(shown.sum())
 
 
 def voc_palette(size: int = 256) -> list[int]:
-    """The VOC colour map as a flat PIL palette (3 x `size` values): label 1 = (128, 0, 0), ..."""
+    """The VOC colour map as a flat PIL palette (3 x `size` values): label 1 = (128, 0, 0), ..., 255 is
+    (224, 224, 192)."""
     palette: list[int] = []
     for label in range(size):
         red = green = blue = 0

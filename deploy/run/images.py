@@ -1,10 +1,9 @@
 """Images in: file paths, folders (their images in name order), PIL images and H x W x 3 uint8 RGB arrays, each as
 the uint8 RGB array the predictors see.
 
-Decoding is `tasks.common.images.load_rgb`'s, repeated here because that module imports torch (a test holds the two
-equal): EXIF orientation applied, 16-bit values shifted down by 8 bits, 32-bit and float images scaled by their
-maximum, palette transparency and alpha dropped. The image extensions are `tasks.common.images`' (also held equal
-by a test).
+Decoding (`decode_rgb`) and the image extensions live here, torch-free, and the tasks' data modules and predictors
+use them (`tasks.common.images`): EXIF orientation applied, 16-bit values shifted down by 8 bits, 32-bit and float
+images scaled by their maximum, palette transparency and alpha dropped.
 """
 
 from __future__ import annotations
@@ -20,34 +19,52 @@ from deploy.run.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # PIL modes of 16-bit grayscale (PNG, TIFF)
+# what decoding a missing, truncated or non-image file raises
+DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
 
+def decode_rgb(path: str | Path) -> np.ndarray:
+    """Decode `path` to uint8 RGB [H, W, 3], EXIF orientation applied (the frame annotation tools show).
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images all come back as 8-bit RGB. 16-bit values v
+    become v >> 8, for grayscale as Pillow itself does for 16-bit RGB, so one 16-bit value maps to one 8-bit
+    value in every image; 32-bit integer and float images (range unknown) are scaled by their own maximum.
+    A file that is missing or does not decode raises one of DECODE_ERRORS; callers turn it into their own error.
+    """
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        if image.mode in SIXTEEN_BIT_MODES:
+            # PIL's convert("RGB") saturates 16-bit values instead of scaling them.
+            image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
+        elif image.mode in ("I", "F"):
+            values = np.asarray(image, dtype=np.float32)
+            peak = max(float(values.max()), 1.0)
+            image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8))
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
-    """`path` as uint8 RGB [H, W, 3], decoded as the data modules decode it; an InputError naming it where it fails."""
+    """`path` decoded (`decode_rgb`); an InputError naming it where it fails."""
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            if image.mode in SIXTEEN_BIT_MODES:
-                # PIL's convert("RGB") saturates 16-bit values instead of scaling them.
-                image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
-            elif image.mode in ("I", "F"):
-                values = np.asarray(image, dtype=np.float32)
-                peak = max(float(values.max()), 1.0)
-                image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8))
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        return decode_rgb(path)
+    except DECODE_ERRORS as error:
         raise InputError(
             f"image {path} cannot be decoded ({error}): replace it with a readable image or leave it out"
         ) from error
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The files directly in `folder` with an image extension (IMAGE_EXTENSIONS, any case), by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def list_images(folder: Path) -> list[Path]:
     """The image files directly in `folder`, by name; an InputError where there are none."""
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    found = image_files(folder)
     if not found:
         raise InputError(f"folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}) directly in it")
     return found
@@ -83,7 +100,8 @@ def check_image_path(path: Path) -> None:
 
 
 def rgb_array(image: ImageInput, name: str = "image") -> np.ndarray:
-    """Any accepted input as uint8 RGB [H, W, 3]: a path decoded (`load_rgb`), a PIL image converted to RGB."""
+    """Any accepted input as uint8 RGB [H, W, 3]: a path decoded (`load_rgb`), a PIL image converted to RGB, an array
+    checked (uint8 H x W x 3); an InputError (a ValueError) naming `name` for anything else."""
     if isinstance(image, str | Path):
         return load_rgb(image)
     if isinstance(image, Image.Image):

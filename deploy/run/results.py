@@ -22,7 +22,7 @@ import numpy as np
 from deploy.run.contract import Contract
 from deploy.run.nms import ssdlite_detections
 
-TOP_K = 5  # classes per classified image (tasks/classify/outputs.py)
+TOP_K = 5  # classes per classified image, in results and predictions.csv (the classification task's too)
 
 Outputs = dict[str, np.ndarray]
 Metas = Sequence[dict[str, Any]]

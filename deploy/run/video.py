@@ -1,7 +1,8 @@
 """Videos in and out with OpenCV: checking and reading frames as uint8 RGB, and the annotated copy's writer.
 
-The suffixes and codecs are `tasks.common.video`'s (held equal by a test): .mp4, .m4v and .mov are written as mp4v,
-.avi as MJPG; a .mkv or .webm source gets an .mp4 copy.
+The suffixes, codecs and frame reading live here, torch-free, and the tasks' predictors use them
+(`tasks.common.video`): .mp4, .m4v and .mov are written as mp4v, .avi as MJPG; a .mkv or .webm source gets an .mp4
+copy.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def check_video(path: Path) -> None:
 
 
 def frame_rate(capture: cv2.VideoCapture) -> float:
+    """The video's frames per second, DEFAULT_FPS where it does not say."""
     return float(capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS)
 
 

@@ -10,13 +10,15 @@ and for videos their per-frame results.
 - classify: `predictions.csv` (path, then class_k, score_k for the top 5); a video's to `<video stem>_predictions.csv`
   (frame, time, then the same).
 
-Each writer also draws a result on its image (`annotate`), for the annotated copy of a video.
+Each writer also draws a result on its image (`annotate`), for the annotated copy of a video. The file names, the
+JPEG quality, the COCO record and the CSV columns live here, torch-free, and `tasks/*/outputs.py` use them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,38 @@ import numpy as np
 from PIL import Image
 
 from deploy.run.contract import Contract
-from deploy.run.drawing import draw_caption, draw_detections, overlay_mask, palette_mask
+from deploy.run.drawing import caption, draw_caption, draw_detections, overlay_mask, palette_mask
 from deploy.run.results import TOP_K
 
-JPEG_QUALITY = 90
+JPEG_QUALITY = 90  # of the drawn images
 DETECTIONS_JSON = "detections.json"
-PREDICTIONS_CSV = "predictions.csv"  # tasks/classify/outputs.py: CSV_NAME
+PREDICTIONS_CSV = "predictions.csv"
+
+
+def coco_record(
+    image_id: int, file_name: str, category_id: int, category_name: str, box: list[float], score: float
+) -> dict[str, Any]:
+    """One detection as a COCO results record: `bbox` x, y, w, h from the box's x1, y1, x2, y2."""
+    x1, y1, x2, y2 = box
+    return {
+        "image_id": image_id,
+        "file_name": file_name,
+        "category_id": category_id,
+        "category_name": category_name,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "score": score,
+    }
+
+
+def rank_columns(classes: int) -> list[str]:
+    """The ranked columns of a classification CSV: class_1, score_1 ... class_k, score_k, k = min(TOP_K, classes)."""
+    return [f"{field}_{i}" for i in range(1, min(TOP_K, classes) + 1) for field in ("class", "score")]
+
+
+def ranked_values(labels: Sequence[int], scores: Sequence[float], class_names: Sequence[str]) -> list[str]:
+    """An image's ranked classes as the values of those columns: each class name, then its score."""
+    ranked = zip(labels, scores, strict=True)
+    return [value for label, score in ranked for value in (class_names[label], f"{score:.6f}")]
 
 
 class Writer:
@@ -77,22 +105,19 @@ class DetectionWriter(Writer):
         self.drawn = 0  # on the images
 
     def coco_records(self, result: dict[str, Any], image_id: int, file_name: str) -> list[dict[str, Any]]:
-        ids = self.contract.category_ids
-        records = []
+        ids, names = self.contract.category_ids, self.contract.class_names
         found = zip(result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist(), strict=True)
-        for box, score, label in found:
-            x1, y1, x2, y2 = box
-            records.append(
-                {
-                    "image_id": image_id,
-                    "file_name": file_name,
-                    "category_id": int(ids[label]) if ids is not None and label < len(ids) else int(label),
-                    "category_name": self.contract.class_names[label],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": score,
-                }
+        return [
+            coco_record(
+                image_id,
+                file_name,
+                int(ids[label]) if ids is not None and label < len(ids) else int(label),
+                names[label],
+                box,
+                score,
             )
-        return records
+            for box, score, label in found
+        ]
 
     def image_files(self, source: Path) -> list[str]:
         return [f"{source.stem}.jpg"]
@@ -155,15 +180,12 @@ class SegmentationWriter(Writer):
 class ClassificationWriter(Writer):
     def __init__(self, folder: Path, contract: Contract, score_threshold: float) -> None:
         super().__init__(folder, contract, score_threshold)
-        k = min(TOP_K, len(contract.class_names))
-        self.ranks = [f"{field}_{i}" for i in range(1, k + 1) for field in ("class", "score")]
+        self.ranks = rank_columns(len(contract.class_names))
         self.rows: list[list[Any]] = []
         self.frames: list[list[Any]] = []
 
     def ranked(self, result: dict[str, Any]) -> list[str]:
-        names = self.contract.class_names
-        ranked = zip(result["labels"], result["scores"], strict=True)
-        return [value for label, score in ranked for value in (names[label], f"{score:.6f}")]
+        return ranked_values(result["labels"], result["scores"], self.contract.class_names)
 
     def image_files(self, source: Path) -> list[str]:
         return []
@@ -172,12 +194,12 @@ class ClassificationWriter(Writer):
         return [f"{source.stem}_predictions.csv"]
 
     def annotate(self, image: np.ndarray, result: dict[str, Any]) -> np.ndarray:
-        return draw_caption(image, f"{result['names'][0]} {result['scores'][0]:.2f}")
+        return draw_caption(image, caption(result["names"][0], result["scores"][0]))
 
     def image(self, source: Path, image: np.ndarray, result: dict[str, Any]) -> str:
         self.images += 1
         self.rows.append([str(source), *self.ranked(result)])
-        return f"{result['names'][0]} {result['scores'][0]:.2f}"
+        return caption(result["names"][0], result["scores"][0])
 
     def frame(self, source: Path, index: int, time: float, result: dict[str, Any]) -> None:
         self.frames.append([index, f"{time:.6f}", *self.ranked(result)])

@@ -10,9 +10,10 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from deploy.run.results import TOP_K
+from deploy.run.writers import PREDICTIONS_CSV, rank_columns, ranked_values
+
 log = logging.getLogger(__name__)
-TOP_K = 5
-CSV_NAME = "predictions.csv"
 
 
 class ClassificationPredictionWriter(BasePredictionWriter):
@@ -29,12 +30,11 @@ class ClassificationPredictionWriter(BasePredictionWriter):
 
     @property
     def path(self) -> Path:
-        return self.output_dir / CSV_NAME
+        return self.output_dir / PREDICTIONS_CSV
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        k = min(TOP_K, len(self.class_names))
-        header = ["path"] + [f"{field}_{i}" for i in range(1, k + 1) for field in ("class", "score")]
+        header = ["path", *rank_columns(len(self.class_names))]
         with self.path.open("w", newline="") as file:
             csv.writer(file).writerow(header)
         self.rows = 0
@@ -45,12 +45,7 @@ class ClassificationPredictionWriter(BasePredictionWriter):
         with self.path.open("a", newline="") as file:
             writer = csv.writer(file)
             for item in prediction:
-                ranked = [
-                    value
-                    for label, score in zip(item["labels"], item["scores"], strict=True)
-                    for value in (self.class_names[label], f"{score:.6f}")
-                ]
-                writer.writerow([item["path"], *ranked])
+                writer.writerow([item["path"], *ranked_values(item["labels"], item["scores"], self.class_names)])
         self.rows += len(prediction)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

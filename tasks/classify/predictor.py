@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from backbones.weights.registry import WeightsEntry
+from deploy.run.drawing import caption, draw_caption
+from deploy.run.results import TOP_K
 from tasks.classify.crop import weights_crop_pct
-from tasks.classify.outputs import TOP_K
 from tasks.common.predictor import Predictor
 
 
@@ -33,17 +33,6 @@ def top_classes(logits: Tensor, k: int, class_names: Sequence[str]) -> list[dict
         {"labels": label.tolist(), "scores": score.tolist(), "names": [class_names[i] for i in label.tolist()]}
         for label, score in zip(labels.cpu(), scores.cpu(), strict=True)
     ]
-
-
-def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
-    """uint8 RGB [H, W, 3] with `text` written at its top left, white on a black band (font scaled to the image)."""
-    canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(10, canvas.height // 20))
-    left, top, right, bottom = draw.textbbox((4, 2), text, font=font)
-    draw.rectangle((0, 0, right + 4, bottom + 4), fill=(0, 0, 0))
-    draw.text((4, 2), text, fill=(255, 255, 255), font=font)
-    return np.asarray(canvas)
 
 
 class Classifier(Predictor):
@@ -75,4 +64,4 @@ class Classifier(Predictor):
         return top_classes(outputs, self.top_k, self.class_names)
 
     def annotate(self, image: np.ndarray, result: dict[str, Any]) -> np.ndarray:
-        return draw_caption(image, f"{result['names'][0]} {result['scores'][0]:.2f}")
+        return draw_caption(image, caption(result["names"][0], result["scores"][0]))

@@ -11,9 +11,10 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from backbones.weights import WeightsEntry
+from deploy.run.results import TOP_K
 from tasks.classify.crop import weights_crop_pct
 from tasks.classify.model import DEFAULT_RESOLUTION, build_classifier, build_mixing
-from tasks.classify.outputs import TOP_K, ClassificationPredictionWriter
+from tasks.classify.outputs import ClassificationPredictionWriter
 from tasks.classify.plots import ClassificationPlots, LabelledImage, plot_samples
 from tasks.classify.predictor import top_classes
 from tasks.common import optim

@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, get_worker_info
+
+from deploy.run.images import DECODE_ERRORS, IMAGE_EXTENSIONS, decode_rgb, image_files
 
 logger = logging.getLogger(__name__)
 
 SKIP_COUNTER_SLOTS = 256
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # PIL modes of 16-bit grayscale (PNG, TIFF)
 
 
 class UnreadableImageError(OSError):
@@ -55,26 +54,11 @@ def size_mismatch_message(path: str | Path, image_shape: Sequence[int], width: i
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode `path` to an RGB uint8 array [H, W, 3], EXIF orientation applied (the frame annotation tools show).
-
-    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit images all come back as 8-bit RGB. 16-bit values v
-    become v >> 8, for grayscale as Pillow itself does for 16-bit RGB, so one 16-bit value maps to one 8-bit
-    value in every image; 32-bit integer and float images (range unknown) are scaled by their own maximum.
-    """
+    """`path` as an RGB uint8 array [H, W, 3], decoded by `deploy.run.images.decode_rgb` (EXIF orientation applied,
+    every mode as 8-bit RGB); an UnreadableImageError naming it where it is missing or does not decode."""
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            if image.mode in SIXTEEN_BIT_MODES:
-                # PIL's convert("RGB") saturates 16-bit values instead of scaling them.
-                image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
-            elif image.mode in ("I", "F"):
-                values = np.asarray(image, dtype=np.float32)
-                peak = max(float(values.max()), 1.0)
-                image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8))
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        return decode_rgb(path)
+    except DECODE_ERRORS as error:
         raise UnreadableImageError(f"cannot read image {path}: {error}") from error
 
 
@@ -83,7 +67,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return image_files(folder)
 
 
 def build_folder_atomically(final: Path, write: Callable[[Path], None]) -> Path:

@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from tasks.common.images import IMAGE_EXTENSIONS, list_image_files, load_rgb
-from tasks.common.video import VIDEO_EXTENSIONS
+from deploy.run.images import IMAGE_EXTENSIONS
+from deploy.run.images import rgb_array as in_memory_rgb_array
+from deploy.run.video import VIDEO_EXTENSIONS
+from tasks.common.images import list_image_files, load_rgb
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
 
@@ -20,13 +22,13 @@ ImageInput = str | Path | Image.Image | np.ndarray | Tensor
 def rgb_array(image: ImageInput, name: str = "image") -> np.ndarray:
     """Any accepted input as a uint8 RGB array [H, W, 3]: what the data modules' transforms read.
 
-    A path is decoded as the data modules decode it (`load_rgb`: EXIF orientation applied); a PIL image is taken as
-    it is, converted to RGB; a float tensor in 0..1 becomes round(255 x value), the uint8 image it was made from.
+    A path is decoded as the data modules decode it (`load_rgb`: EXIF orientation applied); a float tensor in 0..1
+    becomes round(255 x value), the uint8 image it was made from; a PIL image (converted to RGB) and an array (checked:
+    a ValueError unless uint8 H x W x 3) are taken as the runner of exported models takes them
+    (`deploy.run.images.rgb_array`).
     """
     if isinstance(image, str | Path):
         return load_rgb(image)
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     if isinstance(image, Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"{name}: a tensor must be (3, H, W) RGB; got shape {tuple(image.shape)}")
@@ -38,12 +40,8 @@ def rgb_array(image: ImageInput, name: str = "image") -> np.ndarray:
         elif image.dtype != torch.uint8:
             raise ValueError(f"{name}: a tensor must be uint8 or float in 0..1; got {image.dtype}")
         return np.ascontiguousarray(image.detach().cpu().permute(1, 2, 0).numpy())
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"{name}: a numpy array must be uint8 H x W x 3 (RGB); got shape {image.shape}, dtype {image.dtype}"
-            )
-        return np.ascontiguousarray(image)
+    if isinstance(image, Image.Image | np.ndarray):
+        return in_memory_rgb_array(image, name)
     raise TypeError(
         f"{name}: {type(image).__name__} is not an image; pass a file path, a folder, a PIL image, an H x W x 3 "
         "uint8 array or a (3, H, W) tensor"

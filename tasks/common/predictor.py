@@ -33,10 +33,11 @@ from torch import Tensor, nn
 
 from backbones.fuse import fuse
 from backbones.weights import WeightsEntry
+from deploy.run.video import batches_of, frame_rate, read_frames
 from tasks.common.inputs import ImageInput, expand_inputs, rgb_array
 from tasks.common.named_weights import default_entry, initial_weights, model_arguments, named_weights, resolve_source
 from tasks.common.task_checkpoint import load_task
-from tasks.common.video import DEFAULT_FPS, VideoPrediction, batches_of, open_video_io, open_writer, read_frames
+from tasks.common.video import VideoPrediction, open_video_io, open_writer
 from tasks.registry import get_task
 
 
@@ -217,7 +218,7 @@ class Predictor:
     def _stream(
         self, capture: cv2.VideoCapture, source: Path, output: Path | None, batch_size: int, properties: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS)
+        fps = frame_rate(capture)
         properties.update(fps=fps, size=(0, 0))
         writer: cv2.VideoWriter | None = None
         index = 0

@@ -1,20 +1,16 @@
-"""Video in and out for the predictors: reading frames as uint8 RGB with OpenCV, writing annotated copies, and
-the record `predict_video` returns."""
+"""Video in and out for the predictors: opening videos and annotated copies with OpenCV, and the record
+`predict_video` returns. The suffixes, codecs and frame reading are `deploy.run.video`'s (torch-free, shared with
+the runner of exported models)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
-# the OpenCV codec each writable video suffix gets
-VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
-DEFAULT_FPS = 25.0  # when a video does not say
+from deploy.run.video import VIDEO_CODECS, VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -55,23 +51,3 @@ def open_video(source: Path) -> cv2.VideoCapture:
     if not capture.isOpened():
         raise ValueError(f"video {source}: OpenCV cannot read it (formats: {', '.join(VIDEO_EXTENSIONS)})")
     return capture
-
-
-def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """The frames of an open video as uint8 RGB [H, W, 3]."""
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-
-def batches_of(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
-    batch: list[np.ndarray] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -12,8 +12,10 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 from torchvision.transforms.functional import to_pil_image
 
+from deploy.run.drawing import DRAW_SCORE_THRESHOLD
+from deploy.run.writers import DETECTIONS_JSON, JPEG_QUALITY, coco_record
 from tasks.common.images import load_rgb
-from tasks.detect.predictor import DRAW_SCORE_THRESHOLD, draw_detections
+from tasks.detect.predictor import draw_detections
 
 
 class DetectionPredictionWriter(BasePredictionWriter):
@@ -40,27 +42,18 @@ class DetectionPredictionWriter(BasePredictionWriter):
             path = Path(detection["path"])
             boxes, scores, labels = detection["boxes"], detection["scores"], detection["labels"]
             for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True):
-                x1, y1, x2, y2 = box
-                results.append(
-                    {
-                        "image_id": image_id,
-                        "file_name": path.name,
-                        "category_id": to_category.get(int(label), int(label)),
-                        "category_name": self.class_names[int(label)],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": score,
-                    }
-                )
+                category = to_category.get(int(label), int(label))
+                results.append(coco_record(image_id, path.name, category, self.class_names[int(label)], box, score))
             # the frame the boxes are in: decoded as the data module decodes it (EXIF orientation applied)
             pixels = torch.from_numpy(load_rgb(path)).permute(2, 0, 1)
             drawn, shown = draw_detections(pixels, detection, self.class_names, self.score_threshold)
             self.drawn_boxes += shown
-            to_pil_image(drawn).save(self.output_dir / f"{path.stem}.jpg", quality=90)
-        (self.output_dir / "detections.json").write_text(json.dumps(results))
+            to_pil_image(drawn).save(self.output_dir / f"{path.stem}.jpg", quality=JPEG_QUALITY)
+        (self.output_dir / DETECTIONS_JSON).write_text(json.dumps(results))
         count = sum(len(batch) for batch in predictions)
         threshold = f"score >= {self.score_threshold:g}"
         rank_zero_info(
             f"predict: {count} images with {self.drawn_boxes} detections drawn ({threshold}) in {self.output_dir}, "
-            f"all {len(results)} detections in detections.json"
+            f"all {len(results)} detections in {DETECTIONS_JSON}"
             + ("" if self.drawn_boxes else f"; none scored {threshold}: lower --model.draw_score_threshold")
         )

@@ -20,11 +20,10 @@ import torch
 from torch import Tensor
 
 from backbones.weights.registry import WeightsEntry
+from deploy.run.drawing import DRAW_SCORE_THRESHOLD, caption
 from tasks.common.drawing import draw_boxes
 from tasks.common.predictor import Predictor
 from tasks.detect.model import to_original_coordinates
-
-DRAW_SCORE_THRESHOLD = 0.3  # detections drawn on images and videos score at least this
 
 
 def prepare_detection_input(transform: Any, image: np.ndarray) -> tuple[Tensor, dict[str, Any]]:
@@ -63,7 +62,7 @@ def draw_detections(
     if not shown.any():  # torchvision warns on an empty box list
         return pixels, 0
     kept = zip(labels[shown].tolist(), scores[shown].tolist(), strict=True)
-    captions = [f"{class_names[label]} {score:.2f}" for label, score in kept]
+    captions = [caption(class_names[label], score) for label, score in kept]
     return draw_boxes(pixels, boxes[shown], labels[shown].tolist(), captions), int(shown.sum())
 
 

@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from tasks.common.drawing import overlay_mask, palette_mask
+from deploy.run.drawing import OVERLAY_ALPHA, overlay_mask, palette_mask
+from deploy.run.writers import JPEG_QUALITY
 from tasks.common.images import load_rgb
-from tasks.segment.predictor import OVERLAY_ALPHA
 
 
 class SegmentationPredictionWriter(BasePredictionWriter):
@@ -29,5 +29,5 @@ class SegmentationPredictionWriter(BasePredictionWriter):
             path = Path(item["path"])
             mask = item["mask"].numpy()
             palette_mask(mask).save(self.output_dir / f"{path.stem}_mask.png")
-            rgb = Image.fromarray(load_rgb(path))  # decoded as the data module decodes it: the mask's frame
-            overlay_mask(rgb, mask, self.alpha).save(self.output_dir / f"{path.stem}_overlay.jpg", quality=90)
+            overlay = overlay_mask(load_rgb(path), mask, self.alpha)  # decoded as the data module: the mask's frame
+            Image.fromarray(overlay).save(self.output_dir / f"{path.stem}_overlay.jpg", quality=JPEG_QUALITY)

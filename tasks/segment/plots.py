@@ -11,14 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
-from tasks.common.drawing import overlay_mask
+from deploy.run.drawing import overlay_mask
 from tasks.common.plots import confusion_matrix_figure, image_grid_figure, new_figure, to_uint8_images
 from tasks.segment.data.transforms import IGNORE_INDEX
 from tasks.segment.metrics import segmentation_scores
-
-OVERLAY_ALPHA = 0.5
 
 
 def class_iou_figure(confusion: np.ndarray | torch.Tensor, class_names: Sequence[str]) -> Figure:
@@ -72,11 +69,9 @@ def overlay_grid_figure(
     the prediction over it, in the VOC colours (ignored truth pixels in VOC's boundary colour)."""
     panels, titles = [], []
     for index, (image, truth, prediction) in enumerate(samples):
-        rgb = Image.fromarray(image)
         present = sorted({int(v) for v in np.unique(truth)} - {IGNORE_INDEX})
         predicted = sorted(int(v) for v in np.unique(prediction))
-        panels += [image, np.asarray(overlay_mask(rgb, truth, OVERLAY_ALPHA))]
-        panels.append(np.asarray(overlay_mask(rgb, prediction, OVERLAY_ALPHA)))
+        panels += [image, overlay_mask(image, truth), overlay_mask(image, prediction)]
         titles += [
             f"image {index}",
             "truth: " + ", ".join(class_names[v] for v in present if v > 0),

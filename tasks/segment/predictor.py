@@ -22,10 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from tasks.common.drawing import overlay_mask
+from deploy.run.drawing import overlay_mask
 from tasks.common.predictor import Predictor
-
-OVERLAY_ALPHA = 0.5  # weight of the class colours in a drawn overlay
 
 
 def masks(logits: Tensor, metas: Sequence[dict[str, Any]], class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -79,4 +77,4 @@ class Segmenter(Predictor):
         return results
 
     def annotate(self, image: np.ndarray, result: dict[str, Any]) -> np.ndarray:
-        return np.asarray(overlay_mask(Image.fromarray(image), result["mask"].numpy(), OVERLAY_ALPHA))
+        return overlay_mask(image, result["mask"].numpy())

@@ -1,5 +1,6 @@
-"""`deploy.run`'s torch-free preprocessing and decoding against the predictors' own: the evaluation transforms'
-albumentations steps before their normalisation (pixel for pixel), `load_rgb`, and the constants it repeats."""
+"""`deploy.run`'s torch-free preprocessing against the predictors' own: the evaluation transforms' albumentations
+steps before their normalisation (pixel for pixel); and its decoding (`load_rgb`, which the tasks' data modules use
+too) of every kind of image file."""
 
 from __future__ import annotations
 
@@ -9,21 +10,12 @@ import pytest
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
-from deploy.run import contract as run_contract
-from deploy.run import drawing, images, results, video
-from deploy.run.__main__ import DRAW_SCORE_THRESHOLD
+from deploy.run import images
 from deploy.run.contract import read_contract
 from deploy.run.errors import InputError
 from deploy.run.preprocess import prepare
-from deploy.run.writers import JPEG_QUALITY, PREDICTIONS_CSV
-from tasks.classify.data.transforms import CV2_INTERPOLATION, ClassificationEvalTransform, eval_resize_side
-from tasks.classify.outputs import CSV_NAME, TOP_K
-from tasks.common import drawing as task_drawing
-from tasks.common import video as task_video
-from tasks.common.images import IMAGE_EXTENSIONS, load_rgb
+from tasks.classify.data.transforms import ClassificationEvalTransform, eval_resize_side
 from tasks.detect.data.transforms import DetectionTransform
-from tasks.detect.predictor import DRAW_SCORE_THRESHOLD as TASK_DRAW_THRESHOLD
-from tasks.segment.predictor import OVERLAY_ALPHA
 from tests.deploy.run_models import metadata
 
 # (H, W): odd sizes, both orientations, already the network size, and the 1-pixel edges
@@ -111,11 +103,18 @@ def image_files(folder) -> list:
     return files
 
 
-def test_decoding_equals_the_data_modules(tmp_path):
+def test_every_kind_of_image_decodes_to_uint8_rgb(tmp_path):
     for path in image_files(tmp_path):
-        ours = images.load_rgb(path)
-        assert ours.dtype == np.uint8 and np.array_equal(ours, load_rgb(path)), path.name
-    assert images.load_rgb(tmp_path / "rotated.jpg").shape == (13, 9, 3)
+        want = (13, 9, 3) if path.name == "rotated.jpg" else (9, 13, 3)  # EXIF orientation applied
+        decoded = images.load_rgb(path)
+        assert decoded.dtype == np.uint8 and decoded.shape == want, path.name
+
+
+def test_16_bit_values_shift_down_and_32_bit_ones_scale_by_their_maximum(tmp_path):
+    Image.fromarray(np.array([[0, 255, 256, 65535]], dtype=np.uint16)).save(tmp_path / "gray16.png")
+    Image.fromarray(np.array([[0.0, 500.0, 1000.0]], dtype=np.float32)).save(tmp_path / "float.tif")
+    np.testing.assert_array_equal(images.load_rgb(tmp_path / "gray16.png")[0, :, 0], [0, 0, 1, 255])
+    np.testing.assert_array_equal(images.load_rgb(tmp_path / "float.tif")[0, :, 0], [0, 127, 255])
 
 
 def test_an_undecodable_image_is_named(tmp_path):
@@ -123,15 +122,3 @@ def test_an_undecodable_image_is_named(tmp_path):
     bad.write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(InputError, match=r"image .*broken\.jpg cannot be decoded .*replace it"):
         images.load_rgb(bad)
-
-
-def test_constants_equal_the_tasks():
-    """The facts the runner repeats (its sources import torch) are the tasks' own."""
-    assert images.IMAGE_EXTENSIONS == IMAGE_EXTENSIONS
-    assert video.VIDEO_EXTENSIONS == task_video.VIDEO_EXTENSIONS
-    assert video.VIDEO_CODECS == task_video.VIDEO_CODECS and video.DEFAULT_FPS == task_video.DEFAULT_FPS
-    assert drawing.BOX_COLOURS == task_drawing.BOX_COLOURS and drawing.OVERLAY_ALPHA == OVERLAY_ALPHA
-    assert drawing.voc_palette() == task_drawing.voc_palette()
-    assert results.TOP_K == TOP_K and PREDICTIONS_CSV == CSV_NAME and JPEG_QUALITY == 90
-    assert DRAW_SCORE_THRESHOLD == TASK_DRAW_THRESHOLD
-    assert run_contract.INTERPOLATIONS == CV2_INTERPOLATION

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
+from deploy.run.contract import INTERPOLATIONS
+
 AugmentPolicy = Literal["none", "trivial"]
 AUGMENT_POLICIES: tuple[str, ...] = get_args(AugmentPolicy)
 # How resizes sample, by the names weights entries use (torchvision's "bilinear", timm's "bicubic").
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
-CV2_INTERPOLATION = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 CROP_RATIO: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
 
 # TrivialAugmentWide's magnitude ranges (torchvision.transforms.TrivialAugmentWide._augmentation_space); each op's
@@ -46,9 +47,9 @@ def eval_resize_side(resolution: int, crop_pct: float) -> int:
 
 def cv2_interpolation(name: str) -> int:
     """OpenCV's flag for an interpolation name; ValueError listing the valid names."""
-    if name not in CV2_INTERPOLATION:
-        raise ValueError(f"interpolation {name!r} is not one of {list(CV2_INTERPOLATION)}")
-    return CV2_INTERPOLATION[name]
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"interpolation {name!r} is not one of {list(INTERPOLATIONS)}")
+    return INTERPOLATIONS[name]
 
 
 def trivial_augment(fill: Sequence[float]) -> A.OneOf:

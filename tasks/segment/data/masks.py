@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from tasks.common.drawing import palette_mask
+from deploy.run.drawing import palette_mask
 from tasks.common.images import BAD_SAMPLE_ERRORS as SHARED_BAD_SAMPLE_ERRORS
 from tasks.common.images import PredictImages, SkippingDataset, UnreadableImageError, load_rgb
 from tasks.segment.data.transforms import IGNORE_INDEX

@@ -1,12 +1,13 @@
-"""Drawing helpers of the predict writers: box colours by label, the VOC palette mask and its overlay."""
+"""Boxes drawn with torchvision for the predict writers, in their label's colour (the palette mask and overlay are
+`deploy.run.drawing`'s: tests/deploy/test_run_drawing.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image, ImageColor
+from PIL import ImageColor
 
-from tasks.common.drawing import BOX_COLOURS, draw_boxes, overlay_mask, palette_mask, voc_palette
+from deploy.run.drawing import BOX_COLOURS
+from tasks.common.drawing import draw_boxes
 
 
 def test_boxes_are_drawn_in_their_labels_colour() -> None:
@@ -16,14 +17,3 @@ def test_boxes_are_drawn_in_their_labels_colour() -> None:
     colour = torch.tensor(ImageColor.getrgb(BOX_COLOURS[1]), dtype=torch.uint8)
     assert torch.equal(drawn[:, 10, 2], colour) and torch.equal(drawn[:, 30, 38], colour)  # label % len
     assert torch.equal(drawn[:, 11, 11], torch.zeros(3, dtype=torch.uint8))  # inside stays as it was
-
-
-def test_palette_mask_and_overlay() -> None:
-    mask = np.zeros((4, 6), dtype=np.int64)
-    mask[1:3, 2:5] = 1
-    image = palette_mask(mask)
-    assert image.mode == "P" and image.getpalette() == voc_palette() and np.array_equal(np.asarray(image), mask)
-    rgb = Image.new("RGB", (6, 4), (0, 0, 200))
-    overlay = np.asarray(overlay_mask(rgb, mask, alpha=0.5))
-    assert (overlay[mask == 0] == (0, 0, 200)).all()  # background untouched
-    assert (overlay[mask == 1] == (64, 0, 100)).all()  # half-way to VOC label 1, (128, 0, 0)

@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
+from deploy.run.images import IMAGE_EXTENSIONS
 from tasks.classify.data.formats import FORMATS
 from tasks.common.formats import DataFormat
-from tasks.common.images import IMAGE_EXTENSIONS, SkippingDataset, load_rgb
+from tasks.common.images import SkippingDataset, load_rgb
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from pytorch_lightning.utilities import rank_zero_info
 
+from deploy.run.images import IMAGE_EXTENSIONS
 from tasks.common.formats import DataFormat, DatasetNotFoundError
-from tasks.common.images import IMAGE_EXTENSIONS, UnreadableImageError, load_rgb
+from tasks.common.images import UnreadableImageError, load_rgb
 from tasks.common.splits import split_role
 from tasks.segment.data.formats import FORMATS
 from tasks.segment.data.masks import MissingMaskError, SegmentationDataset, check_mask, load_mask

@@ -14,8 +14,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
+from deploy.run.drawing import voc_palette
 from tasks.common.categories import VOC_CLASS_NAMES
-from tasks.common.drawing import voc_palette
 from tasks.common.images import UnreadableImageError, load_rgb
 from tasks.segment.data.coco_masks import coco_semantic_mask
 from tasks.segment.data.formats.coco import CocoSegmentation

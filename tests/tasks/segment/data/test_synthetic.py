@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import tasks.segment.data.synthetic as synthetic
-from tasks.common.drawing import voc_palette
+from deploy.run.drawing import voc_palette
 from tasks.common.synthetic import HUE_JITTER
 from tasks.segment.data.formats.voc import VocSegmentation
 from tasks.segment.data.module import SegmentationDataModule
