@@ -201,6 +201,15 @@ def _checkpoint(task: str) -> Callable[[Path], None]:
     return write
 
 
+def _end_to_end_detector(path: Path) -> None:
+    from tasks.common.export import export_checkpoint
+
+    checkpoint = path.with_suffix(".ckpt")
+    if not checkpoint.exists():
+        _checkpoint("detect")(checkpoint)
+    export_checkpoint("detect", checkpoint, output=path, dynamic_batch=True)
+
+
 def _photos(folder: Path) -> None:
     from tests.helpers import write_noise_images
 
@@ -261,6 +270,7 @@ STAND_INS: dict[str, Callable[[Path], None]] = {
     "detector.ckpt": _checkpoint("detect"),
     "segmenter.ckpt": _checkpoint("segment"),
     "classifier.ckpt": _checkpoint("classify"),
+    "detector.onnx": _end_to_end_detector,  # `export` of detector.ckpt
     "photos": _photos,
     "clip.mp4": _video,
     "data/coco": _coco_2017,
