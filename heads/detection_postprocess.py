@@ -73,33 +73,54 @@ class DetectionPostprocess(nn.Module):
         self.candidates_per_class, self.max_detections = candidates_per_class, max_detections
 
     def forward(self, scores: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        images, anchors, classes = scores.shape[0], scores.shape[1], scores.shape[2] - 1
-        k = min(self.candidates_per_class, anchors)
-        top_scores, top_anchors = scores[:, :, 1:].transpose(1, 2).topk(k, dim=2)  # [N, C, k]
-        gather = top_anchors.reshape(images, classes * k, 1).expand(-1, -1, 4)
-        candidates = boxes.gather(1, gather)  # [N, C x k, 4]
+        images, classes = scores.shape[0], scores.shape[2] - 1
+        class_scores = scores[:, :, 1:]
+        # only default boxes with a score above the threshold, in some image and class, can give a detection: the
+        # per-class top-k runs over them alone (a trained detector has a few hundred of its thousands)
+        passing = (class_scores.amax(2).amax(0) > self.score_threshold).nonzero().reshape(-1)
+        class_scores, boxes = class_scores.index_select(1, passing), boxes.index_select(1, passing)
+        k = _at_most(self.candidates_per_class, class_scores, 1)
+        top_scores, top_anchors = class_scores.transpose(1, 2).topk(k, dim=2)  # [N, C, k]
+        candidates = boxes.gather(1, top_anchors.reshape(images, -1, 1).expand(-1, -1, 4))  # [N, C x k, 4]
         # ONNX export writes its NonMaxSuppression (the Function's symbolic); a TorchScript trace scripts the loop
         nms = NonMaxSuppression.apply if torch.onnx.is_in_onnx_export() else _nms_by_image
         kept = nms(
-            candidates.reshape(images * classes, k, 4),
-            top_scores.reshape(images * classes, 1, k),
+            candidates.reshape(images * classes, -1, 4),
+            top_scores.reshape(images * classes, 1, -1),
             classes,
             self.iou_threshold,
             self.score_threshold,
         )
-        index = kept[:, 0] * k + kept[:, 2]
-        flat_scores = top_scores.reshape(-1)
-        dense = torch.zeros_like(flat_scores).scatter(0, index, flat_scores.gather(0, index))
-        count = min(self.max_detections, classes * k)
-        best, order = dense.reshape(images, classes * k).topk(count, dim=1)
-        found = best > 0
-        picked = candidates.gather(1, order.unsqueeze(2).expand(-1, -1, 4))
-        labels = torch.div(order, k, rounding_mode="floor") + 1
-        detections = torch.cat([picked, best.unsqueeze(2), labels.unsqueeze(2).to(best.dtype)], dim=2)
-        detections = detections * found.unsqueeze(2).to(detections.dtype)
-        if count < self.max_detections:
-            detections = nn.functional.pad(detections, (0, 0, 0, self.max_detections - count))
-        return detections, found.sum(1)
+        index = kept[:, 0] * top_scores.shape[2] + kept[:, 2]  # into [N, C, k]
+        kept_scores = top_scores.reshape(-1).gather(0, index)
+        # best first, then each kept detection's rank within its image (a running count per image)
+        order = kept_scores.argsort(descending=True)
+        index, kept_scores, problem = index.gather(0, order), kept_scores.gather(0, order), kept[:, 0].gather(0, order)
+        image = torch.div(problem, classes, rounding_mode="floor")
+        label = problem % classes + 1
+        ones = (image.unsqueeze(1) == torch.arange(images, device=image.device)).long()  # [M, N]
+        rank = ones.cumsum(0).gather(1, image.unsqueeze(1)).squeeze(1) - 1
+        chosen = (rank < self.max_detections).nonzero().reshape(-1)
+        rows = torch.cat(
+            [
+                candidates.reshape(-1, 4).index_select(0, index.index_select(0, chosen)),
+                kept_scores.index_select(0, chosen).unsqueeze(1),
+                label.index_select(0, chosen).unsqueeze(1).to(scores.dtype),
+            ],
+            dim=1,
+        )
+        detections = scores.new_zeros(images, self.max_detections, 6)
+        detections = detections.index_put((image.index_select(0, chosen), rank.index_select(0, chosen)), rows)
+        return detections, ones.sum(0).clamp(max=self.max_detections)
+
+
+def _at_most(count: int, tensor: Tensor, dim: int) -> int:
+    """min(count, tensor.shape[dim]); while tracing, computed in the graph, as the size is the data's
+    (torchvision's `_topk_min` does the same)."""
+    if not torch.jit.is_tracing():
+        return min(count, tensor.shape[dim])
+    size = torch._shape_as_tensor(tensor)[dim].unsqueeze(0)
+    return torch.min(torch.cat([torch.tensor([count], dtype=size.dtype), size]))  # type: ignore[return-value]
 
 
 def unpadded(detections: Tensor, num_detections: Tensor) -> list[dict[str, Tensor]]:

@@ -58,8 +58,9 @@ def test_detector_file_is_one_program_with_one_nms(checkpoints, tmp_path):
     assert result.end_to_end and result.outputs == ("detections", "num_detections")
     graph = onnx.load(str(result.path)).graph
     ops = collections.Counter(node.op_type for node in graph.node)
-    # torchvision's export has a TopK per class and two NonZero each; this file: the candidates, the best, one NMS
-    assert ops["NonMaxSuppression"] == 1 and ops["TopK"] == 2 and ops["NonZero"] == 0 and ops["Loop"] == 0
+    # torchvision's export has a TopK and two NonZero per class; this file: the boxes passing the threshold, the
+    # candidates, one NMS for every (image, class), the order and the ranks within their image
+    assert ops["NonMaxSuppression"] == 1 and ops["TopK"] == 2 and ops["NonZero"] == 2 and ops["Loop"] == 0
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     metadata = onnx_metadata(result.path)
     assert metadata["task"] == "detect" and metadata["model"] == "ssdlite320_v3_small"
@@ -187,10 +188,11 @@ def test_torchscript_detector_takes_any_batch(checkpoints, tmp_path):
     metadata = decode(sidecar_path(result.path).read_text(), result.path)
     assert metadata["postprocess"]["nms"] == "inside"
     single = [loaded.run(random_pixels(1, seed=s)) for s in range(3)]
-    batch = loaded.run(torch.cat([random_pixels(1, seed=s) for s in range(3)]))
-    for index, (rows, count) in enumerate(single):
-        assert int(batch[1][index]) == int(count[0])
-        torch.testing.assert_close(batch[0][index], rows[0], atol=1e-4, rtol=0)
+    rows, counts = loaded.run(torch.cat([random_pixels(1, seed=s) for s in range(3)]))
+    assert int(counts.min()) > 0
+    for index, alone in enumerate(single):  # as sets: rows of equal scores may come in either order
+        diffs, _ = compare_detections([rows[index : index + 1], counts[index : index + 1]], alone, SIZE)
+        assert diffs == {"detections": 0.0, "num_detections": 0.0}
 
 
 def test_detections_from_network_outputs_equal_the_end_to_end_file(checkpoints, tmp_path):
