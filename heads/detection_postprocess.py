@@ -47,6 +47,9 @@ class NonMaxSuppression(torch.autograd.Function):
         def constant(value: float | int, dtype: torch.dtype):
             return g.op("Constant", value_t=torch.tensor([value], dtype=dtype))
 
+        # constant shapes, [P, k, 4] and [P, 1, k]: OpenVINO's CPU plugin wants the box size known statically
+        boxes = g.op("Reshape", boxes, g.op("Constant", value_t=torch.tensor([0, -1, 4])))
+        scores = g.op("Reshape", scores, g.op("Constant", value_t=torch.tensor([0, 1, -1])))
         keep_all = constant(2**31 - 1, torch.int64)  # max_output_boxes_per_class: the top-k already bounds it
         iou = constant(iou_threshold, torch.float32)
         return g.op("NonMaxSuppression", boxes, scores, keep_all, iou, constant(score_threshold, torch.float32))

@@ -95,7 +95,8 @@ def quantize_export(
     float_scopes = spec.float_scopes
     if exported.end_to_end:  # the same module as the fp32 file, fed uint8 pixels; pixels and post-processing float
         built = spec.end_to_end(checkpoint, size, runtime.nms, **exported.task_options)
-        model, float_scopes = built.module, (*float_scopes, *END_TO_END_FLOAT_SCOPES)
+        # the outputs too: OpenVINO names the node of an output after it, outside its module's scope
+        model, float_scopes = built.module, (*float_scopes, *END_TO_END_FLOAT_SCOPES, *exported.outputs)
         batches = [pixels(torch.from_numpy(b), built.mean, built.std).numpy() for b in batches]
     else:
         model = exportable_model(exported.task, checkpoint.module, size)

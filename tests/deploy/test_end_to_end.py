@@ -16,6 +16,7 @@ from deploy.metadata import KEY, decode, sidecar_path
 from deploy.runtimes import get_runtime
 from tasks.common.end_to_end import pixels
 from tasks.common.export import export_checkpoint, exportable_model
+from tasks.common.int8 import quantize_export
 from tasks.common.task_checkpoint import load_task
 from tasks.detect.end_to_end import compare_detections
 from tasks.detect.exported import detections_from_outputs
@@ -212,3 +213,41 @@ def test_detections_from_network_outputs_equal_the_end_to_end_file(checkpoints, 
     )
     diffs, _ = compare_detections([rows, counts], [want, torch.tensor([len(python["scores"])])], SIZE)
     assert diffs == {"detections": 0.0, "num_detections": 0.0}
+
+
+def test_openvino_detector_file_carries_its_metadata(checkpoints, tmp_path):
+    import openvino
+
+    result = export_checkpoint("detect", checkpoints["detect"], "openvino", output=tmp_path / "d.openvino.xml")
+    assert result.max_abs_diff == {"detections": 0.0, "num_detections": 0.0}
+    model = openvino.Core().read_model(str(result.path))
+    metadata = decode(model.get_rt_info([KEY]).astype(str), result.path)
+    assert metadata["postprocess"]["nms"] == "inside" and metadata["input"]["batch"] == 1
+
+
+def int8_rows_are_exact(rows: np.ndarray, counts: np.ndarray, classes: int) -> None:
+    """Rows an int8 file wrote: float scores in (0, 1], whole class indices, zero padding (no 8-bit grid on them)."""
+    for image, count in zip(rows, counts, strict=True):
+        found = image[:count]
+        assert ((found[:, 4] > 0) & (found[:, 4] <= 1)).all() and (image[count:] == 0).all()
+        assert np.array_equal(found[:, 5], np.round(found[:, 5])) and set(found[:, 5]) <= set(range(1, classes))
+
+
+@pytest.mark.parametrize("format", ["onnx", pytest.param("openvino", marks=pytest.mark.slow)])  # NNCF: 30-80 s
+def test_int8_detector_file_keeps_pixels_and_post_processing_float(checkpoints, tmp_path, format):
+    suffix = get_runtime(format).suffix
+    result = export_checkpoint("detect", checkpoints["detect"], format, output=tmp_path / f"d{suffix}")
+    quantized = quantize_export(result, checkpoints["detect"], calibration_batches_count=1, batch_size=4)
+    assert {"fp32/AP", "int8/AP"} <= set(quantized.figures)
+    if format == "onnx":
+        graph = onnx.load(str(quantized.path)).graph
+        assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+        producers = {out: node for node in graph.node for out in node.output}
+        float_nodes = [n for n in graph.node if n.name.startswith(("/postprocess/", "/decode/"))]
+        assert float_nodes and not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in float_nodes)
+        # the head's outputs come dequantized into the decoding; the post-processing takes only float values
+        post = [n for n in float_nodes if n.name.startswith("/postprocess/")]
+        assert "DequantizeLinear" not in [producers[i].op_type for n in post for i in n.input if i in producers]
+    rows, counts = get_runtime(format).load(quantized.path).run(random_pixels(1))
+    assert int(counts[0]) > 0
+    int8_rows_are_exact(rows.numpy(), counts.numpy(), 5)
