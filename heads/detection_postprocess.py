@@ -82,7 +82,8 @@ class DetectionPostprocess(nn.Module):
         # per-class top-k runs over them alone (a trained detector has a few hundred of its thousands)
         passing = (class_scores.amax(2).amax(0) > self.score_threshold).nonzero().reshape(-1)
         class_scores, boxes = class_scores.index_select(1, passing), boxes.index_select(1, passing)
-        k = _at_most(self.candidates_per_class, class_scores, 1)
+        # no (image, class) has more candidates than it has passing scores: the top-k needs no more than the most
+        k = _at_most(self.candidates_per_class, (class_scores > self.score_threshold).sum(1).amax())
         top_scores, top_anchors = class_scores.transpose(1, 2).topk(k, dim=2)  # [N, C, k]
         candidates = boxes.gather(1, top_anchors.reshape(images, -1, 1).expand(-1, -1, 4))  # [N, C x k, 4]
         # ONNX export writes its NonMaxSuppression (the Function's symbolic); a TorchScript trace scripts the loop
@@ -117,13 +118,13 @@ class DetectionPostprocess(nn.Module):
         return detections, ones.sum(0).clamp(max=self.max_detections)
 
 
-def _at_most(count: int, tensor: Tensor, dim: int) -> int:
-    """min(count, tensor.shape[dim]); while tracing, computed in the graph, as the size is the data's
-    (torchvision's `_topk_min` does the same)."""
+def _at_most(count: int, value: Tensor) -> int:
+    """min(count, value), `value` a count the data decides; while tracing, computed in the graph (as torchvision's
+    `_topk_min` does for a size)."""
     if not torch.jit.is_tracing():
-        return min(count, tensor.shape[dim])
-    size = torch._shape_as_tensor(tensor)[dim].unsqueeze(0)
-    return torch.min(torch.cat([torch.tensor([count], dtype=size.dtype), size]))  # type: ignore[return-value]
+        return min(count, int(value))
+    bound = torch.tensor([count], dtype=value.dtype, device=value.device)
+    return torch.min(torch.cat([bound, value.reshape(1)]))  # type: ignore[return-value]
 
 
 def unpadded(detections: Tensor, num_detections: Tensor) -> list[dict[str, Tensor]]:
