@@ -18,9 +18,16 @@ TASKS = ("classify", "detect", "segment")
 
 
 def flat_outputs(output) -> list[torch.Tensor]:
+    """The outputs as tensors; the detector's, a dict per image, in one order whatever the order of rows of equal
+    scores (by score, then label, then box)."""
     if isinstance(output, torch.Tensor):
         return [output]
-    return [value for item in output for value in item.values()]  # the detector: a dict per image
+    flat = []
+    for item in output:
+        rows = torch.cat([item["scores"][:, None], item["labels"][:, None].float(), item["boxes"]], 1).double()
+        order = sorted(range(len(rows)), key=lambda i: (-rows[i, 0].item(), *rows[i, 1:].tolist()))
+        flat += [item[key][order] for key in item]
+    return flat
 
 
 @pytest.mark.parametrize("task", TASKS)
