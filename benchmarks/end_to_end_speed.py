@@ -573,24 +573,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--startup-repeats", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    with recorded(__file__, argv):
+        with tempfile.TemporaryDirectory() as temporary:
+            run(args, Path(temporary))
+
+
+def run(args: argparse.Namespace, temporary: Path) -> None:
+    """Every load's tables, then the start-up section; files under `temporary`."""
     import onnxruntime
     import openvino
     import torchvision
 
-    with recorded(__file__, argv), tempfile.TemporaryDirectory() as temporary:
-        print(
-            f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {onnxruntime.__version__}, "
-            f"openvino {openvino.__version__}; {args.threads} threads, {SIZE} x {SIZE}, {CLASSES} classes; median ms "
-            f"of {args.rounds} rounds of {args.repeat} calls (first not counted); onnxruntime threads not spinning"
-        )
-        measured = []
-        for index, load in enumerate(args.loads):
-            folder = Path(temporary) / load
-            folder.mkdir()
-            measured.append(measure_load(load, folder, args, with_files=index == 0))
-        if args.startup:
-            files, checkpoint = measured[0]
-            startup_section(files, checkpoint, Path(temporary), args, args.loads[0])
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {onnxruntime.__version__}, "
+        f"openvino {openvino.__version__}; {args.threads} threads, {SIZE} x {SIZE}, {CLASSES} classes; median ms "
+        f"of {args.rounds} rounds of {args.repeat} calls (first not counted); onnxruntime threads not spinning"
+    )
+    measured = []
+    for index, load in enumerate(args.loads):
+        folder = temporary / load
+        folder.mkdir()
+        measured.append(measure_load(load, folder, args, with_files=index == 0))
+    if args.startup:
+        files, checkpoint = measured[0]
+        startup_section(files, checkpoint, temporary, args, args.loads[0])
 
 
 if __name__ == "__main__":
