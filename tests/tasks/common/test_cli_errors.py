@@ -19,7 +19,16 @@ REJECTED = [
 
 @pytest.mark.parametrize("flags, kind, line", REJECTED)
 def test_a_rejected_value_is_one_error_line(tmp_path, monkeypatch, flags, kind, line):
-    args = ["fit", "--backbone", "v3_small", "--data.cache_dir", str(tmp_path), *flags]
+    # a small synthetic set: the CLI reads its class names (generating it) before building the model
+    small = [
+        "--data.synthetic_train_images",
+        "4",
+        "--data.synthetic_val_images",
+        "2",
+        "--data.synthetic_image_size",
+        "64",
+    ]
+    args = ["fit", "--backbone", "v3_small", "--data.cache_dir", str(tmp_path), *small, *flags]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["tasks.detect", *args])
     with pytest.raises(SystemExit) as exit_info:
