@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from torchvision.ops import box_iou
 from backbones import create_backbone
 from backbones.classifier import ClassificationHead, MobileNetClassifier
 from backbones.fuse import fuse
-from tests.helpers import randomize_norms
+from tests.helpers import randomize_norms, tiny_task, write_checkpoint
 
 # The top-level packages that each runtime's `prepare()` imports. A runtime test is skipped only where one of them is
 # absent; an installed package whose import fails (a broken install, a missing dependency of its own) fails the
@@ -72,3 +73,14 @@ def small_v3() -> nn.Module:
     backbone = create_backbone("v3_small", width=0.5, out_indices=("c3",))
     head = ClassificationHead(backbone.feature_info.channels()[-1], 10, hidden_channels=64, activation="hardswish")
     return fuse(randomize_norms(MobileNetClassifier(backbone, head)))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A tiny checkpoint of each task with its synthetic data module, written once per test module."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    paths = {}
+    for task in ("classify", "segment", "detect"):
+        module, data = tiny_task(task, folder / "cache")
+        paths[task] = write_checkpoint(folder / f"{task}.ckpt", module, data)
+    return paths

@@ -21,17 +21,7 @@ from tasks.common.task_checkpoint import load_task
 from tasks.detect.end_to_end import compare_detections
 from tasks.detect.exported import detections_from_outputs
 from tasks.detect.task import main as detect_main
-from tests.helpers import SIZE, tiny_task, write_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    paths = {}
-    for task in ("classify", "segment", "detect"):
-        module, data = tiny_task(task, folder / "cache")
-        paths[task] = write_checkpoint(folder / f"{task}.ckpt", module, data)
-    return paths
+from tests.helpers import SIZE
 
 
 def onnx_metadata(path: Path) -> dict:
@@ -215,6 +205,8 @@ def test_detections_from_network_outputs_equal_the_end_to_end_file(checkpoints, 
     assert diffs == {"detections": 0.0, "num_detections": 0.0}
 
 
+@pytest.mark.slow
+@pytest.mark.own_process  # OpenVINO's threads would crash a later fork of the test process
 def test_openvino_detector_file_carries_its_metadata(checkpoints, tmp_path):
     import openvino
 
@@ -233,7 +225,11 @@ def int8_rows_are_exact(rows: np.ndarray, counts: np.ndarray, classes: int) -> N
         assert np.array_equal(found[:, 5], np.round(found[:, 5])) and set(found[:, 5]) <= set(range(1, classes))
 
 
-@pytest.mark.parametrize("format", ["onnx", pytest.param("openvino", marks=pytest.mark.slow)])  # NNCF: 30-80 s
+# NNCF: 30-80 s; OpenVINO's threads would crash a later fork of the test process
+IN_OPENVINO = pytest.param("openvino", marks=[pytest.mark.slow, pytest.mark.own_process])
+
+
+@pytest.mark.parametrize("format", ["onnx", IN_OPENVINO])
 def test_int8_detector_file_keeps_pixels_and_post_processing_float(checkpoints, tmp_path, format):
     suffix = get_runtime(format).suffix
     result = export_checkpoint("detect", checkpoints["detect"], format, output=tmp_path / f"d{suffix}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -27,16 +26,6 @@ from tasks.common.export import (
 from tasks.common.task_checkpoint import load_task
 from tasks.detect.exported import DetectorOutputs, detections_from_outputs
 from tests.helpers import SIZE, tiny_task, write_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    paths = {}
-    for task in ("classify", "segment", "detect"):
-        module, data = tiny_task(task, folder / "cache")
-        paths[task] = write_checkpoint(folder / f"{task}.ckpt", module, data)
-    return paths
 
 
 @pytest.mark.parametrize("task", ["classify", "segment", "detect"])
