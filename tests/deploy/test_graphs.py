@@ -18,7 +18,7 @@ from torch import nn
 from backbones import create_classifier, list_backbones
 from backbones.fuse import fuse
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime
-from deploy.runtimes.openvino import OpenVinoRuntime, compile_model
+from deploy.runtimes.openvino import OpenVinoModel, OpenVinoRuntime, compile_model
 from tests.deploy.conftest import missing_packages
 from tests.helpers import save_state_dict
 
@@ -62,7 +62,14 @@ def test_openvino_runs_the_same_operations_as_on_timm(name, tmp_path):
     for label, model in zip(("ours", "timm"), ours_and_timm(name, tmp_path), strict=True):
         path = tmp_path / f"{label}.openvino.xml"
         OpenVinoRuntime().export(model, torch.randn(1, 3, SIZE, SIZE), path, ("logits",), dynamic_batch=False)
-        executed = compile_model(path, threads=2).get_runtime_model().get_ordered_ops()
+        compiled = compile_model(path, threads=2)
+        executed = compiled.get_runtime_model().get_ordered_ops()
         counts.append(Counter(op.get_rt_info()["layerType"].astype(str) for op in executed))
+        if label == "ours":  # and the file computes the model (tests/deploy/test_v4_exports.py leaves OpenVINO here)
+            images = torch.randn(1, 3, SIZE, SIZE)
+            (got,) = OpenVinoModel(compiled).run(images)
+            with torch.inference_mode():
+                want = model(images)
+            assert float((got - want).abs().max()) <= 1e-4 * max(1.0, float(want.abs().max()))
     assert counts[0]["Convolution"] > 40
     assert counts[0] == counts[1]
