@@ -39,4 +39,4 @@ def end_to_end(checkpoint: TaskCheckpoint, size: int, nms: bool) -> EndToEnd:
     }
     outputs = ("probabilities",)
     metadata = base_metadata(checkpoint, checkpoint.module.class_names, spec, outputs)
-    return EndToEnd(module, outputs, metadata, max_abs_diff(outputs, (TOLERANCE,)), mean=mean, std=std)
+    return EndToEnd(module, outputs, metadata, max_abs_diff(outputs, (TOLERANCE,)))

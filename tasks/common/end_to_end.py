@@ -11,7 +11,7 @@ compares its outputs with the PyTorch module's. The data module the checkpoint r
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -83,8 +83,15 @@ class EndToEnd:
     metadata: dict[str, Any]
     compare: Compare
     any_size: bool = False
-    mean: Sequence[float] = field(default=(0.0, 0.0, 0.0))
-    std: Sequence[float] = field(default=(1.0, 1.0, 1.0))
+
+    @property
+    def mean(self) -> list[float]:
+        """The normalisation inside, as the metadata records it (pixels in 0..1)."""
+        return self.metadata["input"]["mean"]
+
+    @property
+    def std(self) -> list[float]:
+        return self.metadata["input"]["std"]
 
 
 def base_metadata(

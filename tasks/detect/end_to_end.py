@@ -84,7 +84,7 @@ def end_to_end(checkpoint: TaskCheckpoint, size: int, nms: bool, **options: Any)
         compare = compare_detections
     else:
         compare = max_abs_diff(outputs, (TOLERANCE, TOLERANCE * size))
-    return EndToEnd(module, outputs, metadata, compare, mean=mean, std=std)
+    return EndToEnd(module, outputs, metadata, compare)
 
 
 def compare_detections(

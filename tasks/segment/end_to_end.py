@@ -42,7 +42,7 @@ def end_to_end(checkpoint: TaskCheckpoint, size: int, nms: bool, logits: bool = 
     outputs = ("mask", "logits") if logits else ("mask",)
     spec = {"size": None, "resize": "none", "mean": list(mean), "std": list(std)}
     metadata = base_metadata(checkpoint, checkpoint.module.class_names, spec, outputs)
-    return EndToEnd(module, outputs, metadata, compare_masks, any_size=True, mean=mean, std=std)
+    return EndToEnd(module, outputs, metadata, compare_masks, any_size=True)
 
 
 def compare_masks(
