@@ -104,7 +104,7 @@ class ClassificationTask(TaskModule):
 
     def evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         images, labels = batch
-        logits = self.model(images)
+        logits = self.inference_model(images)
         self.top1.update(logits, labels)
         self.topk.update(logits, labels)
         self.confusion.update(logits, labels)
@@ -130,7 +130,7 @@ class ClassificationTask(TaskModule):
 
     def predict_step(self, batch: tuple[Tensor, list[str]], batch_idx: int) -> list[dict[str, Any]]:
         images, paths = batch  # the `Classifier`'s post-processing: one path for predict and the Python predictor
-        found = top_classes(self.model(images), self.top_k, self.class_names)
+        found = top_classes(self.inference_model(images), self.top_k, self.class_names)
         return [{**result, "path": path} for result, path in zip(found, paths, strict=True)]
 
     def prediction_writer(self) -> Callback:

@@ -45,6 +45,7 @@ class TaskModule(pl.LightningModule):
         # from-scratch CPU training produces denormal floats, whose slow path would dominate its time
         torch.set_flush_denormal(True)
         self.save_hyperparameters(ignore=list(self.ignore))
+        self._inference_model: tuple[torch.nn.Module, ...] = ()
         num_classes = self.hparams.num_classes
         self.class_names: list[str] = self.hparams.class_names or self.default_class_names(num_classes)
         if len(self.class_names) != num_classes:
@@ -97,13 +98,33 @@ class TaskModule(pl.LightningModule):
     def prediction_writer(self) -> Callback:
         raise NotImplementedError
 
-    def on_predict_start(self) -> None:
-        # predict runs the network with batch norm folded into its convolutions: the explicit inference speed-up
-        self._unfused = (self.model,)  # in a tuple, so that it is not registered as a second submodule
-        self.model = fuse(self.model)
+    # Validation, test and predict run `inference_model`: a copy of the network with batch norm folded into its
+    # convolutions (the explicit inference speed-up), made as each pass's epoch starts (after callbacks such as weight
+    # averaging have swapped their weights in) and dropped as it ends; `self.model` stays the trainable network, norms
+    # and all, which checkpoints save.
+    @property
+    def inference_model(self) -> torch.nn.Module:
+        if not self._inference_model:
+            raise RuntimeError("inference_model exists only during validation, test and predict")
+        return self._inference_model[0]
 
-    def on_predict_end(self) -> None:
-        self.model = self._unfused[0]  # the trainable network again, norms and all, for later fits and checkpoints
+    def start_inference(self) -> None:
+        self._inference_model = (fuse(self.model),)  # in a tuple, so that it is not registered as a submodule
+
+    def end_inference(self) -> None:
+        self._inference_model = ()
+
+    def on_validation_epoch_start(self) -> None:
+        self.start_inference()
+
+    def on_test_epoch_start(self) -> None:
+        self.start_inference()
+
+    def on_predict_epoch_start(self) -> None:
+        self.start_inference()
+
+    def on_predict_epoch_end(self) -> None:
+        self.end_inference()
 
     def configure_callbacks(self) -> list[Callback]:
         return [self.prediction_writer(), StopOnNonFiniteLoss(), ResultsCallback()]
@@ -119,9 +140,11 @@ class TaskModule(pl.LightningModule):
         self.evaluate_batch(batch)
 
     def on_validation_epoch_end(self) -> None:
+        self.end_inference()
         self._report("val")
 
     def on_test_epoch_end(self) -> None:
+        self.end_inference()
         self._report("test")
 
     def evaluation_dataset(self, prefix: str) -> Any:

@@ -83,9 +83,11 @@ class DetectionTask(TaskModule):
 
     # evaluation: predictions mapped back to original coordinates, scored against the dataset's own ground truth
     def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
         self._start_evaluation(self.trainer.datamodule.val_dataset)
 
     def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
         self._start_evaluation(self.trainer.datamodule.test_dataset)
 
     def _start_evaluation(self, dataset: Any) -> None:
@@ -95,7 +97,7 @@ class DetectionTask(TaskModule):
     def evaluate_batch(self, batch: tuple[Tensor, list[dict]]) -> None:
         images, targets = batch
         detections = to_original_coordinates(
-            self.model(images), [t["scale"] for t in targets], [t["orig_size"] for t in targets]
+            self.inference_model(images), [t["scale"] for t in targets], [t["orig_size"] for t in targets]
         )
         for target, detection in zip(targets, detections, strict=True):
             self._collected.append((int(target["image_id"]), {k: v.cpu() for k, v in detection.items()}))
@@ -147,7 +149,7 @@ class DetectionTask(TaskModule):
 
     def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
         images, metas = batch  # the `Detector`'s post-processing: one path for predict and the Python predictor
-        found = detections(self.model(images), metas, self.class_names)
+        found = detections(self.inference_model(images), metas, self.class_names)
         return [{**d, "path": m["path"]} for d, m in zip(found, metas, strict=True)]
 
     def prediction_writer(self) -> Callback:

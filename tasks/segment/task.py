@@ -86,7 +86,7 @@ class SegmentationTask(TaskModule):
 
     def evaluate_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         images, masks = batch
-        predictions = self.model(images).argmax(1)
+        predictions = self.inference_model(images).argmax(1)
         self.confusion.update(predictions, masks)
         wanted = samples_wanted(self, len(self._plot_samples))
         if wanted:
@@ -111,7 +111,7 @@ class SegmentationTask(TaskModule):
 
     def predict_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> list[dict[str, Any]]:
         images, metas = batch  # the `Segmenter`'s post-processing: one path for predict and the Python predictor
-        found = masks(self.model(images), metas, self.class_names)
+        found = masks(self.inference_model(images), metas, self.class_names)
         return [{**m, "path": meta["path"]} for m, meta in zip(found, metas, strict=True)]
 
     def prediction_writer(self) -> Callback:
