@@ -22,27 +22,40 @@ from PIL import Image
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from tasks.common.run_speed import RunSpeed
+
 CURVES = "results"  # results.png: losses, learning rate and validation metrics by epoch
 
 
 class ResultsCallback(Callback):
     """Keeps the history of what was logged (training losses and learning rate by step, validation scalars by
     epoch), writes `results.png` and the task's `validation_figures()` as `<name>.png` into the run folder after
-    each validation (not the sanity check), adds them to TensorBoard, and prints the fit summary at the end."""
+    each validation (not the sanity check), adds them to TensorBoard, and prints the fit summary at the end, with the
+    run's speed (`RunSpeed`)."""
 
     def __init__(self) -> None:
         self.steps: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self.epochs: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self.scores: dict[int, dict[str, float]] = {}
         self._started = 0.0
+        self.speed: RunSpeed | None = None  # clocked during fit only
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started = time.perf_counter()
+        self.speed = RunSpeed()
         folder = run_folder(trainer)
         kinds = " + ".join(logger_kind(logger) for logger in trainer.loggers) or "no logger"
         pl_module.print(f"run folder: {folder} (logs: {kinds})")
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.speed is not None:
+            self.speed.train_epoch_started()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.speed is not None:
+            self.speed.train_batch_done(len(batch[0]) * trainer.world_size)
         step = trainer.global_step
         for name, value in trainer.callback_metrics.items():
             if name.startswith("train/") and value.numel() == 1:
@@ -50,9 +63,22 @@ class ResultsCallback(Callback):
         if trainer.optimizers:
             self.steps["lr"].append((step, float(trainer.optimizers[0].param_groups[0]["lr"])))
 
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.speed is not None and not trainer.sanity_checking:
+            self.speed.evaluation_started()
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        if self.speed is not None and not trainer.sanity_checking:
+            self.speed.evaluation_batch_done(len(batch[0]) * trainer.world_size)
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        if self.speed is not None:
+            self.speed.evaluation_done()
+        drawing_started = time.perf_counter()
         folder = Path(run_folder(trainer))  # a collective call under DDP: every rank
         if not trainer.is_global_zero:
             return
@@ -75,6 +101,8 @@ class ResultsCallback(Callback):
                     with Image.open(path) as image:
                         pixels = np.asarray(image.convert("RGB"))
                     logger.experiment.add_image(f"plots/{name}", pixels, trainer.global_step, dataformats="HWC")
+        if self.speed is not None:
+            self.speed.add_drawing(time.perf_counter() - drawing_started)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         monitor = getattr(pl_module, "monitor", "")
@@ -93,6 +121,8 @@ class ResultsCallback(Callback):
         if last:
             lines.append(f"last checkpoint: {last}")
         lines.append(f"plots and logs: {run_folder(trainer)}")
+        if self.speed is not None:
+            lines.append(self.speed.summary())
         pl_module.print("\n".join(lines))
 
     def curves(self, monitor: str) -> Figure:

@@ -1,5 +1,6 @@
 """What a short `fit` shows: the metrics table after each validation, the summary, results.png, TensorBoard."""
 
+import re
 import warnings
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def test_fit_prints_the_table_after_each_validation_and_a_summary(tmp_path, caps
     best = best_checkpoint(cli.trainer, "val/top1").best_model_path
     assert f"best checkpoint: {best}" in summary and Path(best).is_file()
     assert "last checkpoint: " in summary and "last.ckpt" in summary
+    # the run's speed, comparable across machines: 8 images in steps of 4 for 2 epochs; 4 validation images twice
+    assert re.search(r"\ntraining: 4 steps in \d+ s, [\d.]+ steps/s, [\d.]+ images/s\n", summary)
+    assert re.search(r"\nvalidation: 2 passes, 8 images in \d+ s, [\d.]+ images/s\n", summary)
+    assert re.search(r"\nplots: [\d.]+ s \([\d.]+% of the run\)", summary)
     assert (tmp_path / f"{CURVES}.png").is_file()  # no logger: the run folder is the root
 
 
