@@ -9,6 +9,12 @@ its batch dimension, so an exported detector has one NMS node whatever its class
 in TorchScript the same problems go to torchvision's `batched_nms`, one image at a time, as torchvision does.
 Everything after the NMS has static shapes: the kept scores are scattered back into a dense [N, C x k] tensor whose
 top `max_detections` are the detections (kept scores exceed the threshold >= 0; dropped ones are 0).
+
+Outside an export the module calls it as one custom operator (`mobilenet_suite::detection_postprocess`) whose
+outputs have those fixed shapes, so `torch.compile` traces a detector without a graph break. Inside, the top-k runs
+only over the default boxes that pass the threshold, with k the most passing scores of any (image, class), sizes the
+data decides: a top-k over every default box at a static k gives the same detections but took 23 ms at batch 8 (90
+classes, 3234 boxes, one thread) where the whole network takes about 40.
 """
 
 from __future__ import annotations
@@ -76,46 +82,86 @@ class DetectionPostprocess(nn.Module):
         self.candidates_per_class, self.max_detections = candidates_per_class, max_detections
 
     def forward(self, scores: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        images, classes = scores.shape[0], scores.shape[2] - 1
-        class_scores = scores[:, :, 1:]
-        # only default boxes with a score above the threshold, in some image and class, can give a detection: the
-        # per-class top-k runs over them alone (a trained detector has a few hundred of its thousands)
-        passing = (class_scores.amax(2).amax(0) > self.score_threshold).nonzero().reshape(-1)
-        class_scores, boxes = class_scores.index_select(1, passing), boxes.index_select(1, passing)
-        # no (image, class) has more candidates than it has passing scores: the top-k needs no more than the most
-        k = _at_most(self.candidates_per_class, (class_scores > self.score_threshold).sum(1).amax())
-        top_scores, top_anchors = class_scores.transpose(1, 2).topk(k, dim=2)  # [N, C, k]
-        candidates = boxes.gather(1, top_anchors.reshape(images, -1, 1).expand(-1, -1, 4))  # [N, C x k, 4]
-        # ONNX export writes its NonMaxSuppression (the Function's symbolic); a TorchScript trace scripts the loop
-        nms = NonMaxSuppression.apply if torch.onnx.is_in_onnx_export() else _nms_by_image
-        kept = nms(
-            candidates.reshape(images * classes, -1, 4),
-            top_scores.reshape(images * classes, 1, -1),
-            classes,
-            self.iou_threshold,
-            self.score_threshold,
-        )
-        index = kept[:, 0] * top_scores.shape[2] + kept[:, 2]  # into [N, C, k]
-        kept_scores = top_scores.reshape(-1).gather(0, index)
-        # best first, then each kept detection's rank within its image (a running count per image)
-        order = kept_scores.argsort(descending=True)
-        index, kept_scores, problem = index.gather(0, order), kept_scores.gather(0, order), kept[:, 0].gather(0, order)
-        image = torch.div(problem, classes, rounding_mode="floor")
-        label = problem % classes + 1
-        ones = (image.unsqueeze(1) == torch.arange(images, device=image.device)).long()  # [M, N]
-        rank = ones.cumsum(0).gather(1, image.unsqueeze(1)).squeeze(1) - 1
-        chosen = (rank < self.max_detections).nonzero().reshape(-1)
-        rows = torch.cat(
-            [
-                candidates.reshape(-1, 4).index_select(0, index.index_select(0, chosen)),
-                kept_scores.index_select(0, chosen).unsqueeze(1),
-                label.index_select(0, chosen).unsqueeze(1).to(scores.dtype),
-            ],
-            dim=1,
-        )
-        detections = scores.new_zeros(images, self.max_detections, 6)
-        detections = detections.index_put((image.index_select(0, chosen), rank.index_select(0, chosen)), rows)
-        return detections, ones.sum(0).clamp(max=self.max_detections)
+        settings = (self.score_threshold, self.iou_threshold, self.candidates_per_class, self.max_detections)
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+            return postprocess(scores, boxes, *settings)  # the exported file holds the program itself
+        return torch.ops.mobilenet_suite.detection_postprocess(scores, boxes, *settings)
+
+
+@torch.library.custom_op("mobilenet_suite::detection_postprocess", mutates_args=())
+def _postprocess_operator(
+    scores: Tensor,
+    boxes: Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    candidates_per_class: int,
+    max_detections: int,
+) -> tuple[Tensor, Tensor]:
+    return postprocess(scores, boxes, score_threshold, iou_threshold, candidates_per_class, max_detections)
+
+
+@_postprocess_operator.register_fake
+def _postprocess_shapes(
+    scores: Tensor,
+    boxes: Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    candidates_per_class: int,
+    max_detections: int,
+) -> tuple[Tensor, Tensor]:
+    images = scores.shape[0]
+    return scores.new_empty(images, max_detections, 6), scores.new_empty(images, dtype=torch.int64)
+
+
+def postprocess(
+    scores: Tensor,
+    boxes: Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    candidates_per_class: int,
+    max_detections: int,
+) -> tuple[Tensor, Tensor]:
+    """`DetectionPostprocess`'s program (see the module docstring)."""
+    images, classes = scores.shape[0], scores.shape[2] - 1
+    class_scores = scores[:, :, 1:]
+    # only default boxes with a score above the threshold, in some image and class, can give a detection: the
+    # per-class top-k runs over them alone (a trained detector has a few hundred of its thousands)
+    passing = (class_scores.amax(2).amax(0) > score_threshold).nonzero().reshape(-1)
+    class_scores, boxes = class_scores.index_select(1, passing), boxes.index_select(1, passing)
+    # no (image, class) has more candidates than it has passing scores: the top-k needs no more than the most
+    k = _at_most(candidates_per_class, (class_scores > score_threshold).sum(1).amax())
+    top_scores, top_anchors = class_scores.transpose(1, 2).topk(k, dim=2)  # [N, C, k]
+    candidates = boxes.gather(1, top_anchors.reshape(images, -1, 1).expand(-1, -1, 4))  # [N, C x k, 4]
+    # ONNX export writes its NonMaxSuppression (the Function's symbolic); a TorchScript trace scripts the loop
+    nms = NonMaxSuppression.apply if torch.onnx.is_in_onnx_export() else _nms_by_image
+    kept = nms(
+        candidates.reshape(images * classes, -1, 4),
+        top_scores.reshape(images * classes, 1, -1),
+        classes,
+        iou_threshold,
+        score_threshold,
+    )
+    index = kept[:, 0] * top_scores.shape[2] + kept[:, 2]  # into [N, C, k]
+    kept_scores = top_scores.reshape(-1).gather(0, index)
+    # best first, then each kept detection's rank within its image (a running count per image)
+    order = kept_scores.argsort(descending=True)
+    index, kept_scores, problem = index.gather(0, order), kept_scores.gather(0, order), kept[:, 0].gather(0, order)
+    image = torch.div(problem, classes, rounding_mode="floor")
+    label = problem % classes + 1
+    ones = (image.unsqueeze(1) == torch.arange(images, device=image.device)).long()  # [M, N]
+    rank = ones.cumsum(0).gather(1, image.unsqueeze(1)).squeeze(1) - 1
+    chosen = (rank < max_detections).nonzero().reshape(-1)
+    rows = torch.cat(
+        [
+            candidates.reshape(-1, 4).index_select(0, index.index_select(0, chosen)),
+            kept_scores.index_select(0, chosen).unsqueeze(1),
+            label.index_select(0, chosen).unsqueeze(1).to(scores.dtype),
+        ],
+        dim=1,
+    )
+    detections = scores.new_zeros(images, max_detections, 6)
+    detections = detections.index_put((image.index_select(0, chosen), rank.index_select(0, chosen)), rows)
+    return detections, ones.sum(0).clamp(max=max_detections)
 
 
 def _at_most(count: int, value: Tensor) -> int:
