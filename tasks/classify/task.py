@@ -59,12 +59,13 @@ class ClassificationTask(TaskModule):
         cutmix_alpha: float = 0.0,
         ema_decay: float | None = None,
         predict_dir: str = "predictions",
+        compile: bool = False,
     ) -> None:
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        super().__init__()
+        super().__init__(compile)
         self.predict_dir = predict_dir
         self.mixing = build_mixing(mixup_alpha, cutmix_alpha, num_classes)
         self.top_k = min(TOP_K, num_classes)
@@ -98,7 +99,7 @@ class ClassificationTask(TaskModule):
         targets = labels
         if self.mixing is not None:
             images, targets = self.mixing(images, labels)  # soft targets [B, K]
-        loss = F.cross_entropy(self.model(images), targets, label_smoothing=self.hparams.label_smoothing)
+        loss = F.cross_entropy(self.training_model(images), targets, label_smoothing=self.hparams.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
 

@@ -7,6 +7,8 @@ data module's own evaluation transform from the preprocessing the checkpoint rec
 else the task's hyper-parameters, else the data module's defaults). `Predictor.from_weights(name, tag)` (or
 `from_checkpoint("name:tag")`) builds the task model of an entry of `backbones.weights` (downloaded, hash checked,
 into torch's hub cache) and takes the entry's preprocessing (mean, std, input size) and categories (class names).
+`compile=True` runs the folded network through `torch.compile` (`tasks.common.compile.compiled`): the first call of
+each input shape compiles, later ones run the compiled program.
 `predict(images)` takes file paths, folders, PIL images, H x W x 3 uint8 arrays and (3, H, W) tensors (uint8, or
 float in 0..1) of any size, mixed, and returns one result per image in that image's own pixels, with class names.
 `predict_video(path, output)` returns one result per frame and writes an annotated copy of the video;
@@ -22,7 +24,7 @@ task arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -34,6 +36,7 @@ from torch import Tensor, nn
 from backbones.fuse import fuse
 from backbones.weights import WeightsEntry
 from deploy.run.video import batches_of, frame_rate, read_frames
+from tasks.common.compile import compiled
 from tasks.common.inputs import ImageInput, expand_inputs, rgb_array
 from tasks.common.named_weights import default_entry, initial_weights, model_arguments, named_weights, resolve_source
 from tasks.common.task_checkpoint import load_task
@@ -55,20 +58,24 @@ class Predictor:
         *,
         weights: WeightsEntry | None = None,
         class_names: Sequence[str] | None = None,
+        compile: bool = False,
     ) -> None:
         """`weights`: the named weights `module` was built from (`from_weights`), whose preprocessing the predictor
-        applies; `class_names`: instead of the module's."""
+        applies; `class_names`: instead of the module's; `compile`: run the network through `torch.compile`."""
         self.device = torch.device(device)
         self.weights = weights
         self.class_names: list[str] = list(module.class_names if class_names is None else class_names)
         self.hparams = dict(module.hparams)
         self.model: nn.Module = fuse(module.model).eval().to(self.device)
+        self.network: Callable[..., Any] = compiled(self.model) if compile else self.model  # what predict runs
         self.preprocessing_arguments = self.recorded_preprocessing(self.hparams, datamodule_hyper_parameters or {})
         datamodule = get_task(self.task).datamodule(**self.preprocessing_arguments, num_workers=0)
         self.transform = datamodule.eval_transform()
 
     @classmethod
-    def from_checkpoint(cls, source: str | Path, device: str = "cpu", **architecture: str) -> Self:
+    def from_checkpoint(
+        cls, source: str | Path, device: str = "cpu", *, compile: bool = False, **architecture: str
+    ) -> Self:
         """The predictor of a checkpoint written by `python -m tasks.<task> fit` (a path), or of named published
         weights: `"<name>:<tag>"` (`"ssdlite320_v3_large:coco"`; timm's `"<name>.<tag>"` too) or a bare tag with the
         architecture keywords that pick its model where several have it (`"coco_voc", head="lraspp"`), as
@@ -76,17 +83,19 @@ class Predictor:
         their class count, takes their categories as class names."""
         found = cls.resolve_source(source, **architecture)
         if isinstance(found, WeightsEntry):
-            return cls.from_weights(found, device=device)
+            return cls.from_weights(found, device=device, compile=compile)
         loaded = load_task(cls.task, found, how="tasks.{task}.{predictor}.from_checkpoint")
         saved = loaded.saved_hyper_parameters
         entry = initial_weights(cls.task, saved)
         names = None
         if entry is not None and not saved.get("class_names") and len(entry.categories) == saved.get("num_classes"):
             names = entry.categories
-        return cls(loaded.module, loaded.datamodule_hyper_parameters, device, class_names=names)
+        return cls(loaded.module, loaded.datamodule_hyper_parameters, device, class_names=names, compile=compile)
 
     @classmethod
-    def from_weights(cls, weights: str | WeightsEntry, tag: str | None = None, *, device: str = "cpu") -> Self:
+    def from_weights(
+        cls, weights: str | WeightsEntry, tag: str | None = None, *, device: str = "cpu", compile: bool = False
+    ) -> Self:
         """The task model of named published weights, as torchvision's `weights=` and timm's `pretrained=True` give
         it: `Detector.from_weights("ssdlite320_v3_large", "coco")`, `Classifier.from_weights("v3_large")` (the default
         tag, "imagenet"), or a `WeightsEntry` of `backbones.weights.list_weights()`. The file is downloaded (hash
@@ -113,7 +122,7 @@ class Predictor:
             "weights": entry.tag,
         }
         module = get_task(cls.task).module(**arguments).eval()
-        return cls(module, cls.weights_preprocessing(entry), device, weights=entry)
+        return cls(module, cls.weights_preprocessing(entry), device, weights=entry, compile=compile)
 
     @classmethod
     def recorded_preprocessing(cls, hparams: dict[str, Any], datamodule: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +196,7 @@ class Predictor:
         for indices in groups.values():
             batch = torch.stack([prepared[i][0] for i in indices]).to(self.device)
             with torch.inference_mode():
-                outputs = self.model(batch)
+                outputs = self.network(batch)
             found = self.postprocess(outputs, [prepared[i][1] for i in indices])
             for index, result in zip(indices, found, strict=True):
                 results[index] = result

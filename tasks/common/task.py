@@ -4,6 +4,7 @@ in one place, one reporting path for evaluation metrics, and the common callback
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback
 
 from backbones.fuse import fuse
+from tasks.common.compile import compiled
 from tasks.common.numerics import StopOnNonFiniteLoss
 from tasks.common.results import ResultsCallback
 from tasks.models import model_name
@@ -27,6 +29,10 @@ class TaskModule(pl.LightningModule):
     own `__init__` and calls `super().__init__()` first, which saves them (less `ignore`: output settings that a
     checkpoint must not override), checks `class_names` against `num_classes` and calls `build_model`.
 
+    `compile` (`--model.compile true`, a run setting kept out of checkpoints) runs training and evaluation through
+    `torch.compile` (`tasks.common.compile.compiled`): training steps call `training_model`, evaluation
+    `inference_model`, both compiled once per run.
+
     `monitor` is the validation metric that picks the best checkpoint (higher is better); a checkpoint whose
     `architecture` hyperparameters differ from this run's is refused with a named error.
 
@@ -38,14 +44,19 @@ class TaskModule(pl.LightningModule):
     task: str  # the registered task's name (`tasks.registry`), recorded in every checkpoint
     monitor: str
     architecture: tuple[str, ...] = ("backbone", "num_classes", "width")
-    ignore: tuple[str, ...] = ("predict_dir",)
+    # run settings stay out of the checkpoint: LightningCLI would let a checkpoint's values override them, and a
+    # checkpoint of a compiled run loads in an eager one (the compiled callables are not submodules: same keys)
+    ignore: tuple[str, ...] = ("predict_dir", "compile")
 
-    def __init__(self) -> None:
+    def __init__(self, compile: bool = False) -> None:
         super().__init__()
+        self.compile_networks = compile
         # from-scratch CPU training produces denormal floats, whose slow path would dominate its time
         torch.set_flush_denormal(True)
         self.save_hyperparameters(ignore=list(self.ignore))
-        self._inference_model: tuple[torch.nn.Module, ...] = ()
+        self._inference_model: tuple[Callable[..., Any], ...] = ()
+        self._compiled_model: tuple[Callable[..., Any], ...] = ()  # in tuples: not registered as submodules
+        self._compiled_inference: tuple[torch.nn.Module, Callable[..., Any]] | None = None
         num_classes = self.hparams.num_classes
         self.class_names: list[str] = self.hparams.class_names or self.default_class_names(num_classes)
         if len(self.class_names) != num_classes:
@@ -98,18 +109,37 @@ class TaskModule(pl.LightningModule):
     def prediction_writer(self) -> Callback:
         raise NotImplementedError
 
+    @property
+    def training_model(self) -> Callable[..., Any]:
+        """What training steps run: `self.model`, or with `compile` its compiled callable (made at the first step)."""
+        if not self.compile_networks:
+            return self.model
+        if not self._compiled_model:
+            self._compiled_model = (compiled(self.model),)
+        return self._compiled_model[0]
+
     # Validation, test and predict run `inference_model`: a copy of the network with batch norm folded into its
     # convolutions (the explicit inference speed-up), made as each pass's epoch starts (after callbacks such as weight
     # averaging have swapped their weights in) and dropped as it ends; `self.model` stays the trainable network, norms
-    # and all, which checkpoints save.
+    # and all, which checkpoints save. With `compile`, one fused copy is compiled at the first pass and later passes
+    # copy the new fused weights into it in place (the compiled code reads the parameters it holds): a fresh copy
+    # would be compiled again every validation.
     @property
-    def inference_model(self) -> torch.nn.Module:
+    def inference_model(self) -> Callable[..., Any]:
         if not self._inference_model:
             raise RuntimeError("inference_model exists only during validation, test and predict")
         return self._inference_model[0]
 
     def start_inference(self) -> None:
-        self._inference_model = (fuse(self.model),)  # in a tuple, so that it is not registered as a submodule
+        fused = fuse(self.model)
+        if not self.compile_networks:
+            self._inference_model = (fused,)  # in a tuple, so that it is not registered as a submodule
+            return
+        if self._compiled_inference is None:
+            self._compiled_inference = (fused, compiled(fused))
+        else:
+            self._compiled_inference[0].load_state_dict(fused.state_dict())
+        self._inference_model = (self._compiled_inference[1],)
 
     def end_inference(self) -> None:
         self._inference_model = ()

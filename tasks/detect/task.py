@@ -34,7 +34,7 @@ class DetectionTask(TaskModule):
     monitor = "val/AP"
     architecture = ("backbone", "num_classes", "width", "reduced_tail")
     # output settings stay out of the checkpoint: LightningCLI would let a checkpoint's values override them
-    ignore = ("predict_dir", "draw_score_threshold")
+    ignore = (*TaskModule.ignore, "draw_score_threshold")
 
     def __init__(
         self,
@@ -54,8 +54,9 @@ class DetectionTask(TaskModule):
         warmup_epochs: float = 0.5,
         predict_dir: str = "predictions",
         draw_score_threshold: float = 0.3,
+        compile: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(compile)
         self.predict_dir, self.draw_score_threshold = predict_dir, draw_score_threshold
         self._evaluators: dict[str, Any] = {}
         self._collected: list[tuple[int, dict[str, Tensor]]] = []
@@ -72,7 +73,7 @@ class DetectionTask(TaskModule):
 
     def training_step(self, batch: tuple[Tensor, list[dict]], batch_idx: int) -> Tensor:
         images, targets = batch
-        losses = self.model(images, targets)
+        losses = self.training_model(images, targets)
         loss = sum(losses.values())
         self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=len(targets))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(targets))

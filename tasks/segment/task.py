@@ -49,8 +49,9 @@ class SegmentationTask(TaskModule):
         weight_decay: float = 1e-5,
         warmup_epochs: float = 0.5,
         predict_dir: str = "predictions",
+        compile: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(compile)
         self.predict_dir = predict_dir
         self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE_INDEX)
         self._plot_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rank 0's first images
@@ -75,7 +76,7 @@ class SegmentationTask(TaskModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, masks = batch
-        outputs = self.model(images)
+        outputs = self.training_model(images)
         loss = F.cross_entropy(outputs["out"], masks, ignore_index=IGNORE_INDEX)
         if "aux" in outputs:
             aux = F.cross_entropy(outputs["aux"], masks, ignore_index=IGNORE_INDEX)
