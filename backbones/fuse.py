@@ -57,12 +57,13 @@ def _fuse_into(module: nn.Module) -> None:
 def _fuse_pairs(sequential: nn.Sequential) -> None:
     children = list(sequential._modules.items())
     for (conv_name, conv), (norm_name, norm) in zip(children, children[1:], strict=False):
-        if _fusable(conv, norm):
+        if fusable(conv, norm):
             sequential._modules[conv_name] = fuse_conv_bn_eval(conv, norm)
             sequential._modules[norm_name] = nn.Identity()
 
 
-def _fusable(conv: nn.Module | None, norm: nn.Module | None) -> bool:
+def fusable(conv: nn.Module | None, norm: nn.Module | None) -> bool:
+    """Whether `norm`, fed by `conv`, folds into it: a BatchNorm2d with running statistics over the conv's outputs."""
     return (
         isinstance(conv, nn.Conv2d)
         and isinstance(norm, nn.BatchNorm2d)

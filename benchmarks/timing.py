@@ -1,0 +1,65 @@
+"""The one timing loop of the speed benchmarks (every runner in each round, in a new random order, medians) and the
+runners it times: an inference call, an SGD training step."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def interleaved_medians(
+    runners: Mapping[str, Callable[[], object]], rounds: int, warmup: int, repeat: int = 1, seed: int = 0
+) -> dict[str, float]:
+    """Median seconds per call of each runner.
+
+    Each round calls every runner in a new order drawn from a seeded generator, so that none always follows the same
+    one and all share the machine's state (caches, clocks, a neighbour's load) alike; the first `warmup` rounds are
+    not counted. With `repeat` > 1 a runner's turn is `repeat` calls in a row, of which the first is not counted: a
+    runtime's worker threads keep spinning for a while after its call and slow whatever runs next. A runner that
+    needs new data per call (a training step) draws it itself: every runner is called equally often."""
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    order = list(runners)
+    shuffle = random.Random(seed).shuffle
+    for round_index in range(warmup + rounds):
+        shuffle(order)
+        for key in order:
+            for call in range(repeat):
+                start = time.perf_counter()
+                runners[key]()
+                elapsed = time.perf_counter() - start
+                if round_index >= warmup and (call > 0 or repeat == 1):
+                    times[key].append(elapsed)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def inference_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """A call of `model` on `x` without autograd: what the speed benchmarks time for inference."""
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def training_runner(
+    model: nn.Module, loss: Callable[[nn.Module, Any], torch.Tensor], batches: Iterable
+) -> Callable[[], None]:
+    """One SGD step of `model` (lr 0.01, momentum 0.9) per call, on the next of `batches`, minimising
+    `loss(model, batch)`."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    remaining = iter(batches)
+
+    def step() -> None:
+        value = loss(model, next(remaining))
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+
+    return step
