@@ -2,16 +2,23 @@
 
 Makes a seeded synthetic case shaped like val2017 (5,000 images, about 7 boxes each with some crowd regions,
 80 categories with COCO's gapped ids, 100 detections per image: jittered copies of the ground truth with right
-and wrong classes, plus random boxes) and prints, for each evaluator, the wall time from ground truth and
-detections to the 12 COCO stats, and its AP. Each evaluator starts from what it would get in practice:
-  - ours: the dataset's pycocotools ``COCO`` and the detector's per-image tensors, through
-    ``CocoEvaluator(...)``, ``update`` in batches of 32 and ``compute``;
-  - pycocotools: the same ``COCO`` and a list of COCO result dicts, through ``loadRes``, ``COCOeval``'s
+and wrong classes, plus random boxes) and prints, for each evaluator, the median wall time from the detections to
+the 12 COCO stats, and its AP. Every evaluator runs once per round, in a new random order each round
+(`benchmarks.timing`), after one untimed warm-up round. The ground truth's index is built before the timer for
+every evaluator, as an evaluation during training finds it; each timed run takes the detections from what the
+evaluator gets in practice:
+  - ours: the per-image tensors of the detector, through ``update`` in batches of 32 and ``compute`` of one
+    ``CocoEvaluator`` on the dataset's pycocotools ``COCO``, reset before each run, as a training run keeps it
+    across validations: it builds its faster-coco-eval ground truth at its first compute (the warm-up round);
+  - pycocotools: a list of COCO result dicts, through the prebuilt ``COCO``'s ``loadRes``, ``COCOeval``'s
     ``evaluate``, ``accumulate`` and ``summarize``;
-  - faster-coco-eval: the ground-truth dict and the same result dicts, through its own ``COCO``, ``loadRes`` and
+  - faster-coco-eval: the same result dicts, through the ``loadRes`` of its own prebuilt ``COCO`` and
     ``COCOeval_faster``.
+Each reference gets its own copy of the result dicts, made once: ``loadRes`` adds fields to the dicts it is given
+(for boxes, a polygon that it skips where one is there already), so every timed run sees the dicts the warm-up
+round left, and the references, if anything, do less than a first call would.
 Goal (issue 14): ours <= 1.3x faster-coco-eval's time, with every stat equal to pycocotools' to 1e-6.
-Usage: python -m benchmarks.coco_eval [--images 5000] [--seed 0] [--skip-pycocotools]
+Usage: python -m benchmarks.coco_eval [--images 5000] [--rounds 5] [--seed 0] [--skip-pycocotools]
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,6 +36,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from benchmarks.results import recorded
+from benchmarks.timing import interleaved_medians
 from tasks.detect.metrics.coco import COCO_STAT_NAMES, CocoEvaluator
 
 #: COCO's 80 category ids: 1..90 with ten gaps.
@@ -105,8 +113,8 @@ def result_dicts(
     return results
 
 
-def run_ours(coco_gt: COCO, image_ids, outputs, label_to_category_id, batch_size: int = 32) -> list[float]:
-    evaluator = CocoEvaluator(coco_gt, label_to_category_id)
+def run_ours(evaluator: CocoEvaluator, image_ids, outputs, batch_size: int = 32) -> list[float]:
+    evaluator.reset()
     for start in range(0, len(image_ids), batch_size):
         evaluator.update(image_ids[start : start + batch_size], outputs[start : start + batch_size])
     return list(evaluator.compute().values())
@@ -121,8 +129,7 @@ def run_pycocotools(coco_gt: COCO, results: list[dict]) -> list[float]:
     return [float(v) for v in coco_eval.stats]
 
 
-def run_faster(gt: dict, results: list[dict]) -> list[float]:
-    coco_gt = FasterCOCO(gt)
+def run_faster(coco_gt: FasterCOCO, results: list[dict]) -> list[float]:
     coco_eval = COCOeval_faster(coco_gt, coco_gt.loadRes(results), iouType="bbox", print_function=lambda *a: None)
     coco_eval.evaluate()
     coco_eval.accumulate()
@@ -130,17 +137,23 @@ def run_faster(gt: dict, results: list[dict]) -> list[float]:
     return [float(v) for v in coco_eval.stats]
 
 
-def timed(fn, *args) -> tuple[float, list[float]]:
-    start = time.perf_counter()
-    stats = fn(*args)
-    return time.perf_counter() - start, stats
+def recording(
+    stats: dict[str, list[float]], name: str, evaluate: Callable[..., list[float]], *args
+) -> Callable[[], None]:
+    """A runner of `evaluate(*args)` that keeps its latest stats in `stats[name]`."""
+
+    def run() -> None:
+        stats[name] = evaluate(*args)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5, help="timed runs of each evaluator")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-pycocotools", action="store_true", help="pycocotools takes about a minute")
+    parser.add_argument("--skip-pycocotools", action="store_true", help="pycocotools takes about a minute a run")
     args = parser.parse_args(argv)
 
     gt, image_ids, outputs, label_to_category_id = make_case(args.images, args.seed)
@@ -148,29 +161,35 @@ def main(argv: list[str] | None = None) -> None:
         coco_gt = COCO()
         coco_gt.dataset = gt
         coco_gt.createIndex()
+        faster_gt = FasterCOCO(gt, print_function=lambda *a: None)
     results = result_dicts(image_ids, outputs, label_to_category_id)
+    stats: dict[str, list[float]] = {}
+    runners = {
+        "faster-coco-eval": recording(stats, "faster-coco-eval", run_faster, faster_gt, [dict(r) for r in results]),
+        "ours (CocoEvaluator)": recording(
+            stats, "ours (CocoEvaluator)", run_ours, CocoEvaluator(coco_gt, label_to_category_id), image_ids, outputs
+        ),
+    }
+    if not args.skip_pycocotools:
+        runners["pycocotools"] = recording(stats, "pycocotools", run_pycocotools, coco_gt, [dict(r) for r in results])
     with recorded(__file__, argv):
         print(
             f"case: {len(gt['images'])} images, {len(gt['annotations'])} boxes "
             f"({sum(a['iscrowd'] for a in gt['annotations'])} crowd), {len(results)} detections, "
-            f"{len(gt['categories'])} categories"
+            f"{len(gt['categories'])} categories; median of {args.rounds} runs each, in random order after a warm-up "
+            "round; ground-truth index built before the timer for every evaluator"
         )
-
-        rows: dict[str, tuple[float, list[float]]] = {}
-        # each reference gets its own copy of the results: loadRes adds fields to the dicts it is given
-        rows["faster-coco-eval"] = timed(run_faster, gt, [dict(r) for r in results])
-        rows["ours (CocoEvaluator)"] = timed(run_ours, coco_gt, image_ids, outputs, label_to_category_id)
-        if not args.skip_pycocotools:
-            rows["pycocotools"] = timed(run_pycocotools, coco_gt, [dict(r) for r in results])
-
-        faster_time = rows["faster-coco-eval"][0]
-        reference = rows.get("pycocotools", rows["faster-coco-eval"])[1]
+        seconds = interleaved_medians(runners, args.rounds, warmup=1)
+        reference = stats.get("pycocotools", stats["faster-coco-eval"])
         print(f"{'evaluator':<22} {'time s':>8} {'x faster-coco-eval':>19} {'AP':>8}  max |stat - reference|")
-        for name, (seconds, stats) in rows.items():
-            diff = max(abs(a - b) for a, b in zip(stats, reference, strict=True))
-            print(f"{name:<22} {seconds:>8.2f} {seconds / faster_time:>19.2f} {stats[0]:>8.4f}  {diff:.1e}")
-        print("reference: " + ("pycocotools" if "pycocotools" in rows else "faster-coco-eval"))
-        ours = rows["ours (CocoEvaluator)"][1]
+        for name in runners:
+            diff = max(abs(a - b) for a, b in zip(stats[name], reference, strict=True))
+            print(
+                f"{name:<22} {seconds[name]:>8.2f} {seconds[name] / seconds['faster-coco-eval']:>19.2f} "
+                f"{stats[name][0]:>8.4f}  {diff:.1e}"
+            )
+        print("reference: " + ("pycocotools" if "pycocotools" in stats else "faster-coco-eval"))
+        ours = stats["ours (CocoEvaluator)"]
         print("stats (ours): " + ", ".join(f"{n}={v:.4f}" for n, v in zip(COCO_STAT_NAMES, ours, strict=True)))
 
 

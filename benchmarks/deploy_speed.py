@@ -4,15 +4,15 @@ Ours is built from the exported peer's weights (torchvision's, timm's for v1), s
 reads published weights, so both compute the same logits (the largest difference is printed) and a time
 difference is the graph's, not the random initialisation's. Per backbone and per batch size (`--batch-sizes`,
 default 1 and 8) at 224 x 224 on `--threads` threads (torch.set_num_threads, onnxruntime intra_op_num_threads):
-our eager model (eval, inference_mode), each peer's eager model (torchvision's and timm's; the faster counts), our
-folded ONNX export in onnxruntime, the peer exported the same way (`deploy.runtimes.onnx`: batch norm folded,
-TorchScript-based exporter, opset 17, all graph optimisations, a fixed batch), and our int8 QDQ model
-(`deploy.runtimes.onnx.quantize_onnx`, calibrated on random normal images: speed does not depend on the ranges' values).
-onnxruntime's worker threads do not spin between runs: spinning, they take the cores from everything else in the
-process (here eager PyTorch and the other sessions ran 1.5-3x slower), at the price of onnxruntime itself running
-about 30% slower at batch 1 (v3_small: 1.91 ms against 1.30 ms alone). Everything runs in one process, one runtime
-after another (the matmul with eager PyTorch); each runtime's models take turns in a random order, `--repeat` calls
-each per round; times are medians (see `benchmark`).
+our eager model as predict runs it (`fuse`d, channels-last; eval, inference_mode), each peer's eager model
+(torchvision's and timm's) in its best form (`benchmarks.best_form`: every conv-fed batch norm folded, timm's
+included, channels-last; the faster peer counts) and as its library builds it, our folded ONNX export in
+onnxruntime, the peer exported the same way (its best form: `deploy.runtimes.onnx`, TorchScript-based exporter,
+opset 17, all graph optimisations, a fixed batch), and our int8 QDQ model (`deploy.runtimes.onnx.quantize_onnx`,
+calibrated on random normal images: speed does not depend on the ranges' values). onnxruntime's worker threads do
+not spin between runs: spinning, they take the cores from whatever runs next in the process. Everything runs in one
+process, one runtime after another (the matmul with eager PyTorch); each runtime's models take turns in a random
+order, `--repeat` calls each per turn; times are medians (see `benchmark`).
 
 A second table puts the same pairs in OpenVINO (`deploy.runtimes.openvino`: the folded ONNX export converted to IR,
 CPU plugin in f32, latency hint, `--threads` threads): ours and the peer's fp32, our NNCF int8 (calibrated on random
@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import random
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,8 +42,10 @@ from torch import nn
 from backbones import create_classifier
 from backbones.fuse import fuse
 from backbones.profile import count_madds
+from benchmarks.best_form import best_inference_form, channels_last
 from benchmarks.peers import PEERS, ours_from_peer  # the first peer is also exported to ONNX
 from benchmarks.results import recorded
+from benchmarks.timing import inference_runner, interleaved_medians
 from deploy.runtimes import INPUT_NAME
 from deploy.runtimes.onnx import DEFAULT_OPSET, OnnxRuntime, ort_session, quantize_onnx
 from deploy.runtimes.openvino import OpenVinoRuntime
@@ -60,9 +59,9 @@ CALIBRATION_BATCHES = 4
 CALIBRATION_BATCH_SIZE = 8
 
 
-def onnx_runner(model: nn.Module, path: Path, example: torch.Tensor, threads: int) -> Callable[[], object]:
-    """Fold, export (the example's fixed batch), open in onnxruntime; a call runs the example."""
-    OnnxRuntime().export(fuse(model), example, path, ("logits",), dynamic_batch=False, opset=DEFAULT_OPSET)
+def onnx_runner(folded: nn.Module, path: Path, example: torch.Tensor, threads: int) -> Callable[[], object]:
+    """Export the folded model (the example's fixed batch), open in onnxruntime; a call runs the example."""
+    OnnxRuntime().export(folded, example, path, ("logits",), dynamic_batch=False, opset=DEFAULT_OPSET)
     return session_runner(ort_session(path, threads, spinning=False), example)
 
 
@@ -74,18 +73,18 @@ def openvino_runner(path: Path, threads: int, example: torch.Tensor) -> Callable
 
 
 def executorch_runner(
-    model: nn.Module, path: Path, example: torch.Tensor, int8_batches: list | None = None
+    folded: nn.Module, path: Path, example: torch.Tensor, int8_batches: list | None = None
 ) -> Callable[[], object]:
-    """Fold, export to a `.pte` of the example's fixed batch (XNNPACK; int8 by the pt2e XNNPACK quantizer when
-    `int8_batches`, the calibration batches, are given), load in executorch.runtime; a call runs the example."""
+    """Export the folded model to a `.pte` of the example's fixed batch (XNNPACK; int8 by the pt2e XNNPACK quantizer
+    when `int8_batches`, the calibration batches, are given), load in executorch.runtime; a call runs the example."""
     from deploy.runtimes.executorch import ExecuTorchRuntime
 
     runtime = ExecuTorchRuntime()
     if int8_batches is None:
-        runtime.export(fuse(model).eval(), example, path, ("logits",), dynamic_batch=False)
+        runtime.export(folded, example, path, ("logits",), dynamic_batch=False)
     else:
         batch = len(example)
-        runtime.quantize(fuse(model).eval(), path, path, int8_batches, dynamic_batch=False, batch_size=batch)
+        runtime.quantize(folded, path, path, int8_batches, dynamic_batch=False, batch_size=batch)
     method = runtime.load(path).method
     return lambda: method.execute([example])
 
@@ -93,14 +92,6 @@ def executorch_runner(
 def session_runner(session, example: torch.Tensor) -> Callable[[], object]:
     feed = {INPUT_NAME: example.numpy()}
     return lambda: session.run(None, feed)
-
-
-def eager_runner(model: nn.Module, example: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.inference_mode():
-            return model(example)
-
-    return run
 
 
 def matmul_runner() -> Callable[[], object]:
@@ -111,15 +102,19 @@ def matmul_runner() -> Callable[[], object]:
 def build_runners(
     name: str, size: int, batch: int, threads: int, folder: Path, executorch: bool = False
 ) -> tuple[dict[str, Callable[[], object]], float]:
-    """Every runner of one backbone at a fixed batch, and ours' largest logit difference to the exported peer."""
+    """Every runner of one backbone at a fixed batch (eager: ours `ours`, each peer as built `<peer>` and in its best
+    form `<peer>_best`), and ours' largest logit difference to the exported peer."""
     example = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     peers = {peer: make().eval() for peer, make in PEERS[name].items()}
+    best = {peer: best_inference_form(model, example) for peer, model in peers.items()}
     exported_peer = next(iter(peers))
     ours, difference = ours_from_peer(name, peers[exported_peer], folder, example)
-    runners = {"ours": eager_runner(ours, example)}
-    runners |= {peer: eager_runner(model, example) for peer, model in peers.items()}
-    runners["ours_ort"] = onnx_runner(ours, folder / f"{name}_ours.onnx", example, threads)
-    runners["peer_ort"] = onnx_runner(peers[exported_peer], folder / f"{name}_{exported_peer}.onnx", example, threads)
+    folded = {"ours": fuse(ours), "peer": best[exported_peer]}
+    runners = {"ours": inference_runner(folded["ours"], example)}
+    runners |= {peer: inference_runner(model, example) for peer, model in peers.items()}
+    runners |= {f"{peer}_best": inference_runner(model, channels_last(example)) for peer, model in best.items()}
+    runners["ours_ort"] = onnx_runner(folded["ours"], folder / f"{name}_ours.onnx", example, threads)
+    runners["peer_ort"] = onnx_runner(folded["peer"], folder / f"{name}_{exported_peer}.onnx", example, threads)
     generator = torch.Generator().manual_seed(0)
     batches = [
         torch.randn(CALIBRATION_BATCH_SIZE, 3, size, size, generator=generator).numpy()
@@ -128,44 +123,39 @@ def build_runners(
     int8_path = quantize_onnx(folder / f"{name}_ours.onnx", folder / f"{name}_ours.int8.onnx", batches)
     runners["ours_ort_int8"] = session_runner(ort_session(int8_path, threads, spinning=False), example)
     openvino = OpenVinoRuntime()
-    for key, model, stem in (("ours", ours, "ours"), ("peer", peers[exported_peer], exported_peer)):
+    for key, stem in (("ours", "ours"), ("peer", exported_peer)):
         path = folder / f"{name}_{stem}.openvino.xml"
-        openvino.export(fuse(model), example, path, ("logits",), dynamic_batch=False)
+        openvino.export(folded[key], example, path, ("logits",), dynamic_batch=False)
         runners[f"{key}_ov"] = openvino_runner(path, threads, example)
     int8_ir = openvino.quantize(ours, folder / f"{name}_ours.openvino.xml", folder / f"{name}.int8.xml", batches)
     runners["ours_ov_int8"] = openvino_runner(int8_ir, threads, example)
     if executorch:
-        runners["ours_et"] = executorch_runner(ours, folder / f"{name}_ours.pte", example)
-        runners["peer_et"] = executorch_runner(peers[exported_peer], folder / f"{name}_{exported_peer}.pte", example)
-        runners["ours_et_int8"] = executorch_runner(ours, folder / f"{name}_ours.int8.pte", example, batches)
+        runners["ours_et"] = executorch_runner(folded["ours"], folder / f"{name}_ours.pte", example)
+        runners["peer_et"] = executorch_runner(folded["peer"], folder / f"{name}_{exported_peer}.pte", example)
+        runners["ours_et_int8"] = executorch_runner(folded["ours"], folder / f"{name}_ours.int8.pte", example, batches)
     runners["matmul"] = matmul_runner()
     return runners, difference
 
 
+RUNTIMES = ("ort", "ov", "et")
+
+
 def runtime_of(key: str) -> str:
-    """ "ours_ov_int8" -> "ov"; eager models ("ours", "timm", "torchvision") and "matmul" -> "eager"."""
-    return key.split("_")[1] if "_" in key else "eager"
+    """ "ours_ov_int8" -> "ov"; eager models ("ours", "timm", "timm_best") and "matmul" -> "eager"."""
+    parts = key.split("_")
+    return parts[1] if len(parts) > 1 and parts[1] in RUNTIMES else "eager"
 
 
 def benchmark(runners: dict[str, Callable[[], object]], rounds: int, warmup: int, repeat: int) -> dict[str, float]:
     """Median milliseconds per call. A runtime's threads keep spinning for a while after its call and slow whatever
-    runs next (by up to 4x here), so the runtimes run one after another, and within a runtime each runner runs
-    `repeat` calls in a row, of which the first (slowed by the previous runner's threads) is not counted; the
-    runners take turns round by round in a new random order, so that ours and the peer share the machine's state."""
-    times: dict[str, list[float]] = {key: [] for key in runners}
-    shuffle = random.Random(0).shuffle
+    runs next, so the runtimes run one after another, each through `benchmarks.timing.interleaved_medians`: its
+    runners take turns round by round in a new random order, `repeat` calls a turn of which the first is not
+    counted."""
+    seconds: dict[str, float] = {}
     for runtime in dict.fromkeys(map(runtime_of, runners)):
-        order = [key for key in runners if runtime_of(key) == runtime]
-        for round_index in range(warmup + rounds):
-            shuffle(order)
-            for key in order:
-                for call in range(repeat):
-                    start = time.perf_counter()
-                    runners[key]()
-                    elapsed = time.perf_counter() - start
-                    if round_index >= warmup and call > 0:
-                        times[key].append(elapsed)
-    return {key: 1000 * statistics.median(values) for key, values in times.items()}
+        group = {key: run for key, run in runners.items() if runtime_of(key) == runtime}
+        seconds |= interleaved_medians(group, rounds, warmup, repeat)
+    return {key: 1000 * seconds[key] for key in runners}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -215,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
 def print_onnx_table(batch: int, rows: list[Row]) -> None:
     """Eager PyTorch and onnxruntime (fp32, int8), ours against the peers."""
     header = (
-        f"{'backbone':<9} | {'eager':>6} {'peer':>6} {'':<13} {'ratio':>5} | {'ort':>6} {'peer':>6} {'ratio':>5} | "
+        f"{'backbone':<9} | {'eager':>6} {'best':>6} {'':<13} {'ratio':>5} {'built':>6} {'ratio':>5} | "
+        f"{'ort':>6} {'peer':>6} {'ratio':>5} | "
         f"{'int8':>6} {'/ort':>5} | {'GFLOP/s':>7} {'limit':>6} | fraction: {'eager':>5} {'ort':>5} {'int8':>5} | "
         f"{'|ours - peer|':>13}"
     )
@@ -223,18 +214,22 @@ def print_onnx_table(batch: int, rows: list[Row]) -> None:
     print(header)
     print("-" * len(header))
     for name, _, ms, limit, rate, difference in rows:
-        peer = min(PEERS[name], key=lambda key: ms[key])
+        best = min(PEERS[name], key=lambda key: ms[f"{key}_best"])
+        built = min(ms[peer] for peer in PEERS[name])
         print(
-            f"{name:<9} | {ms['ours']:>6.2f} {ms[peer]:>6.2f} {'(' + peer + ')':<13} "
-            f"{ms['ours'] / ms[peer]:>5.2f} | {ms['ours_ort']:>6.2f} {ms['peer_ort']:>6.2f} "
+            f"{name:<9} | {ms['ours']:>6.2f} {ms[f'{best}_best']:>6.2f} {'(' + best + ')':<13} "
+            f"{ms['ours'] / ms[f'{best}_best']:>5.2f} {built:>6.2f} {ms['ours'] / built:>5.2f} | "
+            f"{ms['ours_ort']:>6.2f} {ms['peer_ort']:>6.2f} "
             f"{ms['ours_ort'] / ms['peer_ort']:>5.2f} | {ms['ours_ort_int8']:>6.2f} "
             f"{ms['ours_ort_int8'] / ms['ours_ort']:>5.2f} | {rate:>7.1f} {limit:>6.2f} | "
             f"{'':>9} {limit / ms['ours']:>5.2f} {limit / ms['ours_ort']:>5.2f} {limit / ms['ours_ort_int8']:>5.2f} | "
             f"{difference:>13.1e}"
         )
     print(
-        "ratio: ours / faster peer (eager) and ours / peer exported the same way (ort); /ort: int8 / our fp32 ort; "
-        "|ours - peer|: largest logit difference in eager PyTorch. Goals: eager <= 1.0, ort <= 1.0."
+        "eager: ours fused and channels-last; best: the faster peer folded and channels-last (which), built: the "
+        "faster peer as its library builds it; ratio: ours / that peer (eager) and ours / peer exported the same way "
+        "(ort); /ort: int8 / our fp32 ort; |ours - peer|: largest logit difference in eager PyTorch. Goals: eager "
+        "ratio against the best form <= 1.0, ort <= 1.0."
     )
     print("MAdds: " + ", ".join(f"{name} {madds / 1e6:.0f}M" for name, madds, *_ in rows))
 
