@@ -11,8 +11,6 @@ from backbones.builder import set_norm_momentum
 from backbones.classifier import MobileNetClassifier
 from tasks.common.task import NORM_MOMENTUM
 
-DEFAULT_RESOLUTION = 128
-
 
 def build_classifier(
     backbone: str,

@@ -13,7 +13,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from backbones.weights import WeightsEntry
 from deploy.run.results import TOP_K
 from tasks.classify.crop import weights_crop_pct
-from tasks.classify.model import DEFAULT_RESOLUTION, build_classifier, build_mixing
+from tasks.classify.data.synthetic import DEFAULT_RESOLUTION
+from tasks.classify.model import build_classifier, build_mixing
 from tasks.classify.outputs import ClassificationPredictionWriter
 from tasks.classify.plots import ClassificationPlots, LabelledImage, plot_samples
 from tasks.classify.predictor import top_classes
@@ -151,7 +152,7 @@ class ClassificationTask(TaskModule):
 
 
 class ClassifyCLI(TaskCLI):
-    max_epochs = 20
+    max_epochs = 12
     top_level = {
         "resolution": (int, DEFAULT_RESOLUTION, "training crop; evaluation resizes to resolution / 0.875, then crops")
     }

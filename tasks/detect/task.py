@@ -51,7 +51,7 @@ class DetectionTask(TaskModule):
         lr: float = 0.002,
         momentum: float = 0.9,
         weight_decay: float = 4e-5,
-        warmup_epochs: float = 0.5,
+        warmup_epochs: float = 0.25,
         predict_dir: str = "predictions",
         draw_score_threshold: float = 0.3,
         compile: bool = False,
@@ -162,7 +162,7 @@ class DetectionTask(TaskModule):
 
 
 class DetectCLI(TaskCLI):
-    max_epochs = 4
+    max_epochs = 2
     links = (("data.image_size", "model.image_size"),)
 
     @staticmethod

@@ -124,7 +124,7 @@ class SegmentationTask(TaskModule):
 
 
 class SegmentCLI(TaskCLI):
-    max_epochs = 6
+    max_epochs = 4
     top_level = {"head": (str, "lraspp", "lraspp or deeplabv3")}
 
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from tasks.classify.data.formats import FORMATS
 from tasks.classify.data.formats.imagefolder import ClassificationPredictImages
-from tasks.classify.data.synthetic import DEFAULT_IMAGE_SIZE, DEFAULT_TRAIN_IMAGES, DEFAULT_VAL_IMAGES
+from tasks.classify.data.synthetic import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_RESOLUTION,
+    DEFAULT_TRAIN_IMAGES,
+    DEFAULT_VAL_IMAGES,
+)
 from tasks.classify.data.transforms import (
     AugmentPolicy,
     ClassificationEvalTransform,
@@ -54,8 +59,8 @@ class ClassificationDataModule(TaskDataModule):
         mean, std: normalisation, in 0-1 RGB units.
         skip_bad_samples: False: an unreadable image is an error naming the file; True: it is logged, counted in
             `dataset.skipped_images` and replaced by the next one.
-        synthetic_*: size of the generated dataset; the default image size makes the eval resize of R = 128 a
-            no-op. cache_dir defaults to $MOBILENET_SUITE_CACHE or ~/.cache/mobilenet-suite.
+        synthetic_*: size of the generated dataset; cache_dir defaults to $MOBILENET_SUITE_CACHE or
+            ~/.cache/mobilenet-suite.
     """
 
     formats = FORMATS
@@ -71,10 +76,10 @@ class ClassificationDataModule(TaskDataModule):
         val_labels_file: str | None = None,
         predict_root: str | None = None,
         class_names: list[str] | None = None,
-        resolution: int = 128,
+        resolution: int = DEFAULT_RESOLUTION,
         crop_pct: float = 0.875,
         interpolation: Interpolation = "bilinear",
-        scale: tuple[float, float] = (0.08, 1.0),
+        scale: tuple[float, float] = (0.35, 1.0),
         hflip: float = 0.5,
         color_jitter: float = 0.0,
         augment_policy: AugmentPolicy = "none",

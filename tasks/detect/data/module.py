@@ -52,7 +52,9 @@ class DetectionDataModule(TaskDataModule):
             and records them, like `class_names`, so that predictions from a checkpoint carry the data's ids.
         predict_root: a folder of images for `predict`.
         image_size: the square input side S.
-        augment: training policy, "ssdlite" (IoU crop + flip), "ssd" (+ photometric + zoom-out) or "none".
+        augment: training policy, "flip" (horizontal flip alone, the default: in a short run, crops that change the
+            objects' scale slow learning), "ssdlite" (IoU crop + flip, torchvision's recipe), "ssd" (+ photometric +
+            zoom-out) or "none".
         keep_aspect_ratio: evaluation/predict letterbox (longest side to S, pad bottom/right) instead of stretching.
         mean, std: normalisation, in 0-1 RGB units.
         skip_bad_samples: False: a bad sample (an unreadable or missing image, or one whose size differs from its
@@ -83,9 +85,9 @@ class DetectionDataModule(TaskDataModule):
         test_images: str | None = None,
         val_fraction: float = DEFAULT_VAL_FRACTION,
         image_size: int = 320,
-        batch_size: int = 16,
+        batch_size: int = 8,
         num_workers: int = 2,
-        augment: Augment = "ssdlite",
+        augment: Augment = "flip",
         keep_aspect_ratio: bool = False,
         mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
         std: tuple[float, float, float] = (0.229, 0.224, 0.225),

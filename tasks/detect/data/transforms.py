@@ -21,7 +21,7 @@ from albumentations.core.type_definitions import Targets
 from albumentations.pytorch import ToTensorV2
 from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
 
-Augment = Literal["ssd", "ssdlite", "none"]
+Augment = Literal["ssd", "ssdlite", "flip", "none"]
 AUGMENTS: tuple[str, ...] = get_args(Augment)
 
 # SSD's sampler: minimum IoU of the patch with some object; 0.0 = any patch, >= 1.0 = keep the whole image.
@@ -170,10 +170,13 @@ def augmentation_policy(augment: Augment, mean: Sequence[float]) -> list[A.Basic
 
     "ssdlite": random IoU crop + horizontal flip (torchvision's SSDLite recipe);
     "ssd": photometric distortion + zoom-out (up to 4x, mean fill) + random IoU crop + flip (the SSD paper);
+    "flip": horizontal flip alone (short runs, where crops that change the objects' scale slow learning);
     "none": nothing.
     """
     if augment == "none":
         return []
+    if augment == "flip":
+        return [A.HorizontalFlip(p=0.5)]
     if augment == "ssdlite":
         return [RandomIoUCrop(), A.HorizontalFlip(p=0.5)]
     if augment == "ssd":

@@ -108,7 +108,7 @@ class SegmentationDataModule(TaskDataModule):
         class_names: list[str] | None = None,
         crop_size: int = 256,
         base_size: int = 256,
-        scale_range: tuple[float, float] = (0.5, 2.0),
+        scale_range: tuple[float, float] = (0.75, 1.5),
         batch_size: int = 8,
         eval_batch_size: int = 1,
         num_workers: int = 2,
