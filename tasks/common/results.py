@@ -25,13 +25,16 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tasks.common.run_speed import RunSpeed
 
 CURVES = "results"  # results.png: losses, learning rate and validation metrics by epoch
+# Drawing may take at most this share of a fit: after a validation, the plots are redrawn only when the time since
+# the last drawing is at least that drawing's cost / PLOT_SHARE; the fit's last validation is always drawn at its end.
+PLOT_SHARE = 0.05
 
 
 class ResultsCallback(Callback):
     """Keeps the history of what was logged (training losses and learning rate by step, validation scalars by
     epoch), writes `results.png` and the task's `validation_figures()` as `<name>.png` into the run folder after
-    each validation (not the sanity check), adds them to TensorBoard, and prints the fit summary at the end, with the
-    run's speed (`RunSpeed`)."""
+    each validation (not the sanity check; in a fit, within PLOT_SHARE of its time), adds them to TensorBoard, and
+    prints the fit summary at the end, with the run's speed (`RunSpeed`)."""
 
     def __init__(self) -> None:
         self.steps: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -39,6 +42,9 @@ class ResultsCallback(Callback):
         self.scores: dict[int, dict[str, float]] = {}
         self._started = 0.0
         self.speed: RunSpeed | None = None  # clocked during fit only
+        self._last_drawing_end = -math.inf
+        self._last_drawing_cost = 0.0
+        self._undrawn = False  # a fit's validation whose plots wait for a later one, or for the fit's end
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started = time.perf_counter()
@@ -78,7 +84,6 @@ class ResultsCallback(Callback):
             return
         if self.speed is not None:
             self.speed.evaluation_done()
-        drawing_started = time.perf_counter()
         folder = Path(run_folder(trainer))  # a collective call under DDP: every rank
         if not trainer.is_global_zero:
             return
@@ -88,6 +93,15 @@ class ResultsCallback(Callback):
                 if name.startswith("val/") and value.numel() == 1 and not name.endswith("skipped_images"):
                     self.epochs[name] = [(e, v) for e, v in self.epochs[name] if e != epoch] + [(epoch, float(value))]
             self.scores[epoch] = dict(getattr(pl_module, "last_scores", {}) or {})
+            since_last = time.perf_counter() - self._last_drawing_end
+            if since_last < self._last_drawing_cost / PLOT_SHARE:
+                self._undrawn = True
+                return
+        self.draw(trainer, pl_module, folder)
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, folder: Path) -> None:
+        """`results.png` and the last validation's figures into `folder` and TensorBoard (rank 0 only)."""
+        started = time.perf_counter()
         figures = dict(pl_module.validation_figures()) if hasattr(pl_module, "validation_figures") else {}
         if self.epochs:
             figures = {CURVES: self.curves(getattr(pl_module, "monitor", "")), **figures}
@@ -101,10 +115,16 @@ class ResultsCallback(Callback):
                     with Image.open(path) as image:
                         pixels = np.asarray(image.convert("RGB"))
                     logger.experiment.add_image(f"plots/{name}", pixels, trainer.global_step, dataformats="HWC")
+        self._last_drawing_end = time.perf_counter()
+        self._last_drawing_cost = self._last_drawing_end - started
+        self._undrawn = False
         if self.speed is not None:
-            self.speed.add_drawing(time.perf_counter() - drawing_started)
+            self.speed.add_drawing(self._last_drawing_cost)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        folder = Path(run_folder(trainer))  # a collective call under DDP: every rank
+        if self._undrawn and trainer.is_global_zero:
+            self.draw(trainer, pl_module, folder)
         monitor = getattr(pl_module, "monitor", "")
         lines = [f"\nfit done in {format_duration(time.perf_counter() - self._started)}"]
         best = best_checkpoint(trainer, monitor)
@@ -120,7 +140,7 @@ class ResultsCallback(Callback):
         last = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if cb.last_model_path), "")
         if last:
             lines.append(f"last checkpoint: {last}")
-        lines.append(f"plots and logs: {run_folder(trainer)}")
+        lines.append(f"plots and logs: {folder}")
         if self.speed is not None:
             lines.append(self.speed.summary())
         pl_module.print("\n".join(lines))

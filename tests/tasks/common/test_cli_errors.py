@@ -17,8 +17,7 @@ REJECTED = [
 ]
 
 
-@pytest.mark.parametrize("flags, kind, line", REJECTED)
-def test_a_rejected_value_is_one_error_line(tmp_path, monkeypatch, flags, kind, line):
+def fit_arguments(tmp_path, flags: list[str]) -> list[str]:
     # a small synthetic set: the CLI reads its class names (generating it) before building the model
     small = [
         "--data.synthetic_train_images",
@@ -28,12 +27,21 @@ def test_a_rejected_value_is_one_error_line(tmp_path, monkeypatch, flags, kind, 
         "--data.synthetic_image_size",
         "64",
     ]
-    args = ["fit", "--backbone", "v3_small", "--data.cache_dir", str(tmp_path), *small, *flags]
+    return ["fit", "--backbone", "v3_small", "--data.cache_dir", str(tmp_path), *small, *flags]
+
+
+@pytest.mark.parametrize("flags, kind, line", REJECTED)
+def test_a_rejected_value_is_one_error_line(tmp_path, monkeypatch, flags, kind, line):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["tasks.detect", *args])
+    monkeypatch.setattr(sys, "argv", ["tasks.detect", *fit_arguments(tmp_path, flags)])
     with pytest.raises(SystemExit) as exit_info:
         main()
     message = str(exit_info.value.code)
     assert message.startswith(line) and "\n" not in message
+
+
+def test_driven_from_python_the_caller_gets_the_rejecting_exception(tmp_path, monkeypatch):
+    flags, kind, line = REJECTED[1]
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(kind, match=re.escape(line.removeprefix("error: "))):
-        main(args)
+        main(fit_arguments(tmp_path, flags))

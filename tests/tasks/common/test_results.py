@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from pytorch_lightning.loggers import CSVLogger
 
+from benchmarks.default_runs import best_figure, speed_lines
 from tasks.classify.task import main
 from tasks.common import cli as cli_module
 from tasks.common.results import CURVES, best_checkpoint
@@ -46,6 +47,9 @@ def test_fit_prints_the_table_after_each_validation_and_a_summary(tmp_path, caps
     assert re.search(r"\ntraining: 4 steps in \d+ s, [\d.]+ steps/s, [\d.]+ images/s\n", summary)
     assert re.search(r"\nvalidation: 2 passes, 8 images in \d+ s, [\d.]+ images/s\n", summary)
     assert re.search(r"\nplots: [\d.]+ s \([\d.]+% of the run\)", summary)
+    # what benchmarks/default_runs.py reads of it
+    assert best_figure(out, "top1") == re.search(r"^top1\s+([\d.]+)", summary, flags=re.MULTILINE).group(1)
+    assert [line.split(":")[0] for line in speed_lines(out)] == ["training", "validation", "plots"]
     assert (tmp_path / f"{CURVES}.png").is_file()  # no logger: the run folder is the root
 
 
@@ -71,6 +75,10 @@ def test_csv_and_tensorboard_share_the_run_folder(fitted):
     assert {"val/top1", "val/top5", "train/loss"} <= set(tags["scalars"])
     assert len(accumulator.Scalars("val/top1")) == EPOCHS
     assert f"plots/{CURVES}" in tags["images"]
+    # drawing keeps within PLOT_SHARE of the fit: a validation that follows the last drawing too soon is not drawn
+    # then, but the fit's last validation always is (at its end at the latest), so the last plots show the end
+    steps = [event.step for event in accumulator.Images(f"plots/{CURVES}")]
+    assert steps == [fitted.trainer.global_step // EPOCHS, fitted.trainer.global_step]
 
 
 def test_csv_alone_without_tensorboard(tmp_path, monkeypatch):
