@@ -79,7 +79,7 @@ class ClassificationDataModule(TaskDataModule):
         resolution: int = DEFAULT_RESOLUTION,
         crop_pct: float = 0.875,
         interpolation: Interpolation = "bilinear",
-        scale: tuple[float, float] = (0.35, 1.0),
+        scale: tuple[float, float] = (0.5, 1.0),
         hflip: float = 0.5,
         color_jitter: float = 0.0,
         augment_policy: AugmentPolicy = "none",
