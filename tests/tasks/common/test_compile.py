@@ -64,8 +64,17 @@ def backend(monkeypatch: pytest.MonkeyPatch) -> CountingBackend:
     torch._dynamo.reset()
 
 
+# Every head on every backbone but the larger V4s, which are conv_small's and hybrid_medium's blocks (UIB, fused IB,
+# Mobile MQA) in longer tables: a graph break is a property of the blocks' code, not of how many there are.
+EXPLAINED_MODELS = [
+    name
+    for name in list_models()
+    if model_entry(name).arguments["backbone"] not in ("v4_conv_medium", "v4_conv_large", "v4_hybrid_large")
+]
+
+
 @pytest.mark.parametrize(
-    "name", [name if name == "ssdlite320_v3_small" else pytest.param(name, marks=SLOW) for name in list_models()]
+    "name", [name if name == "ssdlite320_v3_small" else pytest.param(name, marks=SLOW) for name in EXPLAINED_MODELS]
 )
 def test_every_model_compiles_without_a_graph_break(name):
     """Eval forward, the detector's post-processing included, as one graph (`torch._dynamo.explain`)."""
@@ -79,7 +88,7 @@ def test_every_model_compiles_without_a_graph_break(name):
 
 
 @SLOW
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", ["detect"])  # the wiring is TaskModule's, the same for every task
 def test_compiled_fit_compiles_each_network_once_and_checkpoints_the_eager_one(task, tmp_path, backend, monkeypatch):
     compiled_models = []
 
@@ -100,8 +109,8 @@ def test_compiled_fit_compiles_each_network_once_and_checkpoints_the_eager_one(t
     assert list(eager.state_dict()) == list(module(**eager.hparams).state_dict())
 
 
-# the fast tier runs the detector, the task whose post-processing and loss have the most to go wrong in bf16 or
-# compiled; the other tasks run in the slow tier
+# the fast tier runs the detector, the task whose post-processing and loss have the most to go wrong in bf16;
+# the other tasks run in the slow tier
 FAST_TASK_FIRST = [task if task == "detect" else pytest.param(task, marks=SLOW) for task in TASKS]
 
 
@@ -113,7 +122,7 @@ def test_bf16_mixed_fit_gives_a_finite_loss(task, tmp_path):
     assert cli.trainer.precision == "bf16-mixed"
 
 
-@pytest.mark.parametrize("task", FAST_TASK_FIRST)
+@pytest.mark.parametrize("task", ["detect"])  # the wiring is the Predictor base's, the same for every task
 def test_compiled_predictor_gives_the_eager_predictors_results(task, backend):
     spec = get_task(task)
     module = spec.module(backbone="v3_small", width=0.25, num_classes=3).eval()
