@@ -3,11 +3,12 @@ bf16 autocast against fp32.
 
 Inference (224 px, batch 1 and 8): our classifier as predict runs it (`fuse`, channels-last) and torchvision's and
 timm's same model as their libraries build them, each eager and compiled (`tasks.common.compile.compiled`, inductor,
-as `--model.compile true` and `compile=True` run), interleaved round by round in a rotating order; the compile time
-is the first compiled call. Training images/s, eager and compiled, of the detection task's SSDLite (91 classes,
-batch 16, 320 px) and the classification task's classifier (1000 classes, batch 32, 224 px), SGD steps on one batch.
-bf16: the same inference and training under `torch.autocast("cpu", torch.bfloat16)` (what `--trainer.precision
-bf16-mixed` runs) against fp32, eager; a CPU without bf16 units (avx512_bf16, amx_bf16) may be slower in bf16.
+as `--model.compile true` and `compile=True` run), each round in a new random order (`benchmarks.timing`); the
+compile time is the first compiled call. Training images/s, eager and compiled, of the detection task's SSDLite (91
+classes, batch 16, 320 px) and the classification task's classifier (1000 classes, batch 32, 224 px), SGD steps on
+one batch. bf16: the same inference and training under `torch.autocast("cpu", torch.bfloat16)` (what
+`--trainer.precision bf16-mixed` runs) against fp32, eager; a CPU without bf16 units (avx512_bf16, amx_bf16) may be
+slower in bf16.
 Usage: python -m benchmarks.compile_speed [--rounds N] [--batches 1 8] [--backbones v3_large] [--training detect
 classify] [--train-steps N]
 """
@@ -27,6 +28,7 @@ from torch import nn
 from backbones.fuse import fuse
 from benchmarks.peers import PEERS
 from benchmarks.results import cpu_fields, recorded
+from benchmarks.timing import interleaved_medians
 from tasks.common.compile import compiled
 from tasks.models import get_model, model_name
 
@@ -59,15 +61,8 @@ def inference(name: str, batch: int, size: int, rounds: int, warmup: int) -> tup
         program = compiled(model)
         compile_seconds[key] = timed(lambda program=program: program(x))
         calls[f"{key}_compiled"] = lambda program=program: program(x)
-    keys = list(calls)
-    times: dict[str, list[float]] = {key: [] for key in keys}
-    for round_index in range(warmup + rounds):
-        shift = round_index % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            elapsed = timed(calls[key])
-            if round_index >= warmup:
-                times[key].append(elapsed)
-    return {key: 1000 * statistics.median(values) for key, values in times.items()}, compile_seconds
+    seconds = interleaved_medians(calls, rounds, warmup)
+    return {key: 1000 * value for key, value in seconds.items()}, compile_seconds
 
 
 def _bf16(model: nn.Module, x: torch.Tensor) -> object:
