@@ -10,7 +10,7 @@ Named weights (`backbones.weights`) are registered under these names.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -21,29 +21,36 @@ from backbones.weights import find_weights
 @dataclass(frozen=True)
 class ModelEntry:
     """A registered model: its `task`, the `builder` that makes it, the architecture `arguments` its name stands
-    for (task hyper-parameters: `{"backbone": "v3_large"}`, `{"head": "lraspp", "backbone": "v2"}`) and the class
-    count `get_model` builds by default."""
+    for (task hyper-parameters: `{"backbone": "v3_large"}`, `{"head": "lraspp", "backbone": "v2"}`), the class
+    count `get_model` builds by default, and the `fit_defaults` its `fit` starts from where the task's own do not
+    suit it (flat configuration keys: `{"trainer.max_epochs": 4}`; a flag given on the command line wins)."""
 
     name: str
     task: str
     builder: Callable[..., nn.Module]
     arguments: Mapping[str, str]
     num_classes: int
+    fit_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, task: str, builder: Callable[..., nn.Module], num_classes: int, **arguments: str
+    name: str,
+    task: str,
+    builder: Callable[..., nn.Module],
+    num_classes: int,
+    fit_defaults: Mapping[str, Any] | None = None,
+    **arguments: str,
 ) -> ModelEntry:
-    """Register `builder(**arguments, num_classes=..., **options)` as `name`; a name or an architecture of a task
-    registered twice is an error."""
+    """Register `builder(**arguments, num_classes=..., **options)` as `name`, with the `fit` settings it starts from
+    (`ModelEntry.fit_defaults`); a name or an architecture of a task registered twice is an error."""
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered")
     if any(e.task == task and dict(e.arguments) == arguments for e in _MODELS.values()):
         raise ValueError(f"a {task} model with {arguments} is already registered")
-    entry = ModelEntry(name, task, builder, dict(arguments), num_classes)
+    entry = ModelEntry(name, task, builder, dict(arguments), num_classes, dict(fit_defaults or {}))
     _MODELS[name] = entry
     return entry
 

@@ -126,6 +126,8 @@ class TaskCLI(LightningCLI):
             raise SystemExit(f"error: --backbone {config.get('backbone')!r} is not one of {list_backbones()}")
         for warning in settings.warnings:
             logging.getLogger(__name__).warning(warning)
+        for note in settings.notes:
+            print(note)
 
     def instantiate_classes(self) -> None:
         """A value that the model, the data module or the trainer rejects while being built from the arguments

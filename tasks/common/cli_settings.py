@@ -1,5 +1,6 @@
-"""The settings a task's CLI takes from a checkpoint (`validate`/`test`/`predict --ckpt_path`) and from named weights
-(`--model.weights`, `--model.backbone_weights`), computed by one pure function (`cli_settings`) from plain mappings
+"""The settings a task's CLI takes from a checkpoint (`validate`/`test`/`predict --ckpt_path`), from the model's own
+`fit` defaults (`tasks.models.ModelEntry.fit_defaults`) and from named weights (`--model.weights`,
+`--model.backbone_weights`), computed by one pure function (`cli_settings`) from plain mappings
 of flat dotted keys ("model.backbone", "data.image_size", "backbone"): no I/O, no Lightning objects.
 
 A setting is explicit when its flag is on the command line (`given_flags`) or when the configuration holds a value
@@ -16,7 +17,7 @@ from typing import Any
 from backbones.weights import WeightsEntry, find_weights
 from tasks.common.named_weights import architecture_fields
 from tasks.common.task_checkpoint import WEIGHT_KEYS
-from tasks.models import find_model
+from tasks.models import ModelEntry, find_model
 
 # the subcommands that take the model's and the data's settings from `--ckpt_path` (`fit --ckpt_path` resumes, with
 # Lightning's own merge of the checkpoint's hyper-parameters)
@@ -48,6 +49,7 @@ class Settings:
 
     updates: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lines for the user that ask nothing of them
 
 
 def given_flags(args: Iterable[Any]) -> frozenset[str]:
@@ -79,6 +81,9 @@ def cli_settings(
     unset unless explicit (the state dict is the weights); its data hyper-parameters fill the `data.*` keys not set
     explicitly, unless the command names another dataset (`shape.data_locators`).
 
+    `fit` of a registered model with its own `fit_defaults` (`tasks.models.ModelEntry`) takes them for every key not
+    set explicitly, with a note naming them.
+
     Then named weights (`model.weights` of the task's model, else `model.backbone_weights` of the backbone) bring
     their preprocessing, the data's mean/std/interpolation and `shape.weights_settings(entry)`, to every such key
     that is not explicit (nor set by the checkpoint); an explicit value that differs is kept, with a warning.
@@ -94,9 +99,18 @@ def cli_settings(
         for key, value in _from_checkpoint(config, defaults, given, checkpoint, shape).items():
             put(key, value)
     explicit = _explicit(current, defaults, given)  # judged on the values as they now are, the checkpoint's too
+    notes = []
+    if subcommand == "fit":
+        model = _registered_model(shape.task, current)
+        chosen = {k: v for k, v in (model.fit_defaults if model else {}).items() if k in current and not explicit(k)}
+        for key, value in chosen.items():
+            put(key, value)
+        if chosen:
+            flags = ", ".join(f"--{key} {value}" for key, value in chosen.items())
+            notes.append(f"{model.name} trains with its own defaults: {flags} (a flag given on the command line wins)")
     arg, entry = _named_weights(shape.task, current)
     if entry is None:
-        return Settings(updates)
+        return Settings(updates, notes=notes)
     settings: dict[str, Any] = {
         "data.mean": list(entry.mean),
         "data.std": list(entry.std),
@@ -121,7 +135,7 @@ def cli_settings(
             continue
         for target in (key, *[t for source, t in shape.links if source == key]):
             put(target, value)
-    return Settings(updates, warnings)
+    return Settings(updates, warnings, notes)
 
 
 def _from_checkpoint(
@@ -168,10 +182,15 @@ def _explicit(config: Mapping[str, Any], defaults: Mapping[str, Any], given: Col
     return lambda *keys: any(k in given or (k in defaults and config.get(k) != defaults[k]) for k in keys)
 
 
+def _registered_model(task: str, config: Mapping[str, Any]) -> ModelEntry | None:
+    """The registered model of the configuration's architecture arguments."""
+    return find_model(task, **{key: config.get(f"model.{key}") for key in architecture_fields(task)})
+
+
 def _named_weights(task: str, config: Mapping[str, Any]) -> tuple[str | None, WeightsEntry | None]:
     """The named weights the configuration builds from: ("weights", entry) of the task's model, else
     ("backbone_weights", entry) of the backbone, else (None, None). Registry look-ups only, no download."""
-    model = find_model(task, **{key: config.get(f"model.{key}") for key in architecture_fields(task)})
+    model = _registered_model(task, config)
     names = {"weights": model.name if model else None, "backbone_weights": config.get("backbone")}
     for arg, name in names.items():
         entry = find_weights(name, config.get(f"model.{arg}")) if name else None

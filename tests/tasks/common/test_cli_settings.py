@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from backbones.weights import get_weights
+from tasks.models import model_entry
 from tasks.common.cli_settings import Settings, TaskShape, checkpoint_path, cli_settings, given_flags
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "data.std": IMAGENET_STD,
     "data.class_names": None,
     "ckpt_path": None,
+    "trainer.max_epochs": 2,
 }
 LINKED = {"model.backbone": "v3_large", "model.width": 1.0, "model.image_size": 320}
 DETECT = TaskShape(
@@ -192,3 +194,18 @@ def test_predicting_with_model_weights_alone_names_the_classes_by_their_categori
 def test_no_named_weights_and_no_checkpoint_change_nothing():
     assert settings("fit", ("backbone", "v3_small"), ("model.backbone", "v3_small")) == Settings()
     assert settings("fit", ("model.weights", "no_such_tag")) == Settings()
+
+
+def test_a_models_own_fit_defaults_fill_the_keys_not_given_with_a_note():
+    v4 = (("backbone", "v4_conv_small"), ("model.backbone", "v4_conv_small"))
+    own = dict(model_entry("ssdlite320_v4_conv_small").fit_defaults)
+    assert own == {"trainer.max_epochs": 4}
+    result = settings("fit", *v4)
+    assert result.updates == own
+    assert result.notes == [
+        "ssdlite320_v4_conv_small trains with its own defaults: --trainer.max_epochs 4 "
+        "(a flag given on the command line wins)"
+    ]
+    assert settings("fit", *v4, ("trainer.max_epochs", 2)) == Settings()  # given, though equal to the task's default
+    assert settings("validate", *v4) == Settings()  # fit only
+    assert settings("fit") == Settings()  # V3-Large has none

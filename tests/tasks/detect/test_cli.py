@@ -209,3 +209,12 @@ def test_predict_says_how_many_were_drawn_and_how_to_see_more(tmp_path, caplog):
         assert f"1 images with {expected} (score >= {threshold:g})" in caplog.text
         assert ("lower --model.draw_score_threshold" in caplog.text) == (threshold == 0.3)
         caplog.clear()
+
+
+def test_a_models_own_fit_defaults_reach_the_trainer(tmp_path, capsys):
+    data = synthetic(tmp_path)
+    cli = run(tmp_path, "fit", "--backbone", "v4_conv_small", "--trainer.max_steps", "1", *data)
+    assert cli.trainer.max_epochs == 4  # ssdlite320_v4_conv_small's, over the task's 2
+    assert "ssdlite320_v4_conv_small trains with its own defaults: --trainer.max_epochs 4" in capsys.readouterr().out
+    cli = run(tmp_path, "fit", "--backbone", "v4_conv_small", "--trainer.max_epochs", "1", "--trainer.max_steps", "1", *data)
+    assert cli.trainer.max_epochs == 1
