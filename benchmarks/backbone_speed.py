@@ -3,11 +3,11 @@
 All models run in one process, each round in a new random order (`benchmarks.timing`), so that the printed ratio
 ours/peer is what counts, not the machine's absolute speed. Ours is built from the last peer's weights (timm's),
 saved to disk and read as a user reads published weights, so both compute the same numbers. Ours runs as predict and
-export run it: `fuse(model)`, batch norm folded into the convolutions, channels-last (it converts its NCHW input
-itself, inside the timed call, where a best-form peer is handed a channels-last input). Each peer runs twice: in its
+export run it: `fuse(model)`, batch norm folded into the convolutions, channels-last. Each peer runs twice: in its
 best eager form (`benchmarks.best_form`: every batch norm a conv feeds folded, timm's `BatchNormAct2d` included,
 channels-last weights and input), which the headline ratio compares with, and as its library builds it (NCHW,
-nothing folded), whose ratio stands beside.
+nothing folded), whose ratio stands beside. Ours and the best forms are handed the same channels-last input: the
+layout conversion of the input (2% of a V3-Large forward at batch 8) is no model's work.
 Usage: python -m benchmarks.backbone_speed [--rounds N] [--batches 1 8] [--backbones v4_conv_small ...]
 """
 
@@ -33,7 +33,7 @@ def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dic
     peers = {peer: make().eval() for peer, make in PEERS[name].items()}
     with tempfile.TemporaryDirectory() as folder:
         ours, _ = ours_from_peer(name, list(peers.values())[-1], Path(folder), x)
-    runners = {"ours": inference_runner(fuse(ours), x)}
+    runners = {"ours": inference_runner(fuse(ours), channels_last(x))}
     for peer, model in peers.items():
         runners[peer] = inference_runner(model, x)
         runners[f"{peer}_best"] = inference_runner(best_inference_form(model, x), channels_last(x))

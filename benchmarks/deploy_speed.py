@@ -110,7 +110,7 @@ def build_runners(
     exported_peer = next(iter(peers))
     ours, difference = ours_from_peer(name, peers[exported_peer], folder, example)
     folded = {"ours": fuse(ours), "peer": best[exported_peer]}
-    runners = {"ours": inference_runner(folded["ours"], example)}
+    runners = {"ours": inference_runner(folded["ours"], channels_last(example))}  # the best forms' input
     runners |= {peer: inference_runner(model, example) for peer, model in peers.items()}
     runners |= {f"{peer}_best": inference_runner(model, channels_last(example)) for peer, model in best.items()}
     runners["ours_ort"] = onnx_runner(folded["ours"], folder / f"{name}_ours.onnx", example, threads)

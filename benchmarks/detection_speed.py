@@ -64,8 +64,8 @@ def build(name: str) -> nn.Module:
 
 
 def inputs_of(name: str, batches: list) -> list:
-    """The batches as `name` takes them: channels-last images for a best form."""
-    return [(channels_last(images), targets) for images, targets in batches] if name.endswith("_best") else batches
+    """The batches as `name` takes them: channels-last images for ours and the best form, NCHW as built."""
+    return batches if name == "torchvision" else [(channels_last(images), targets) for images, targets in batches]
 
 
 def make_batches(datamodule: DetectionDataModule, count: int) -> list:

@@ -53,7 +53,7 @@ def latency(head: str, rounds: int, warmup: int) -> dict[str, float]:
     ours, theirs = make_pair(head)
     image = torch.randn(1, 3, LATENCY_SIZE, LATENCY_SIZE)
     runners = {
-        "ours": inference_runner(fuse(ours), image),
+        "ours": inference_runner(fuse(ours), channels_last(image)),  # the best form's input
         "torchvision_best": inference_runner(best_inference_form(theirs, image), channels_last(image)),
         "torchvision": inference_runner(theirs.eval(), image),
     }
@@ -69,7 +69,8 @@ def training_rate(head: str, steps: int, warmup: int, batch: int, crop: int) -> 
         (torch.randn(batch, 3, crop, crop, generator=generator), torch.randint(0, NUM_CLASSES, (batch, crop, crop)))
         for _ in range(warmup + steps)
     ]
-    inputs = dict.fromkeys(models, batches) | {"torchvision_best": [(channels_last(x), y) for x, y in batches]}
+    best_batches = [(channels_last(x), y) for x, y in batches]  # ours' and the best form's
+    inputs = {"ours": best_batches, "torchvision_best": best_batches, "torchvision": batches}
     runners = {name: training_runner(model, pixel_loss, inputs[name]) for name, model in models.items()}
     return {name: batch / seconds for name, seconds in interleaved_medians(runners, steps, warmup).items()}
 
