@@ -25,8 +25,9 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from tasks.common.run_speed import RunSpeed
 
 CURVES = "results"  # results.png: losses, learning rate and validation metrics by epoch
-# Drawing may take at most this share of a fit: after a validation, the plots are redrawn only when the time since
-# the last drawing is at least that drawing's cost / PLOT_SHARE; the fit's last validation is always drawn at its end.
+# Drawing may take at most this share of a fit: after the first validation, the plots are redrawn only while the
+# drawing so far, this drawing and the fit's last (always drawn at its end), each costing as much as the last one,
+# fit in PLOT_SHARE of the time since the fit started.
 PLOT_SHARE = 0.05
 
 
@@ -42,7 +43,7 @@ class ResultsCallback(Callback):
         self.scores: dict[int, dict[str, float]] = {}
         self._started = 0.0
         self.speed: RunSpeed | None = None  # clocked during fit only
-        self._last_drawing_end = -math.inf
+        self._drawing_seconds = 0.0  # this fit's so far
         self._last_drawing_cost = 0.0
         self._undrawn = False  # a fit's validation whose plots wait for a later one, or for the fit's end
 
@@ -93,8 +94,8 @@ class ResultsCallback(Callback):
                 if name.startswith("val/") and value.numel() == 1 and not name.endswith("skipped_images"):
                     self.epochs[name] = [(e, v) for e, v in self.epochs[name] if e != epoch] + [(epoch, float(value))]
             self.scores[epoch] = dict(getattr(pl_module, "last_scores", {}) or {})
-            since_last = time.perf_counter() - self._last_drawing_end
-            if since_last < self._last_drawing_cost / PLOT_SHARE:
+            elapsed = time.perf_counter() - self._started
+            if self._drawing_seconds + 2 * self._last_drawing_cost > PLOT_SHARE * elapsed:
                 self._undrawn = True
                 return
         self.draw(trainer, pl_module, folder)
@@ -115,8 +116,8 @@ class ResultsCallback(Callback):
                     with Image.open(path) as image:
                         pixels = np.asarray(image.convert("RGB"))
                     logger.experiment.add_image(f"plots/{name}", pixels, trainer.global_step, dataformats="HWC")
-        self._last_drawing_end = time.perf_counter()
-        self._last_drawing_cost = self._last_drawing_end - started
+        self._last_drawing_cost = time.perf_counter() - started
+        self._drawing_seconds += self._last_drawing_cost
         self._undrawn = False
         if self.speed is not None:
             self.speed.add_drawing(self._last_drawing_cost)

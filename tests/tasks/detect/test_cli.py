@@ -212,9 +212,9 @@ def test_predict_says_how_many_were_drawn_and_how_to_see_more(tmp_path, caplog):
 
 
 def test_a_models_own_fit_defaults_reach_the_trainer(tmp_path, capsys):
-    data = synthetic(tmp_path)
-    cli = run(tmp_path, "fit", "--backbone", "v4_conv_small", "--trainer.max_steps", "1", *data)
+    data = [*synthetic(tmp_path), "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"]
+    cli = run(tmp_path, "fit", "--backbone", "v4_conv_small", *data)
     assert cli.trainer.max_epochs == 4  # ssdlite320_v4_conv_small's, over the task's 2
     assert "ssdlite320_v4_conv_small trains with its own defaults: --trainer.max_epochs 4" in capsys.readouterr().out
-    cli = run(tmp_path, "fit", "--backbone", "v4_conv_small", "--trainer.max_epochs", "1", "--trainer.max_steps", "1", *data)
+    cli = run(tmp_path, "fit", "--backbone", "v4_conv_small", "--trainer.max_epochs", "1", *data)
     assert cli.trainer.max_epochs == 1
