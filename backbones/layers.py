@@ -18,8 +18,27 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu6": lambda: nn.ReLU6(inplace=True),
     "hardswish": lambda: nn.Hardswish(inplace=True),
     "hardsigmoid": nn.Hardsigmoid,
-    "gelu": nn.GELU,  # V4-Hybrid-Large; exact (erf) GELU, as timm's
+    "gelu": lambda: ChannelsLastGELU(),  # V4-Hybrid-Large; exact (erf) GELU, as timm's
 }
+
+
+class ChannelsLastGELU(nn.GELU):
+    """Exact GELU that runs on the NHWC view of a channels-last map: aten's CPU GELU takes 1.5x as long on
+    channels-last strides as on a contiguous tensor, and 10x on the tiny activations of a randomly initialised
+    V4-Hybrid-Large (benchmarks/backbone_speed.py). Recorded for a runtime (traced for TorchScript and ONNX,
+    torch.export, torch.compile) it is a plain GELU, so exported programs stay timm's; torch.fx (feature extractors)
+    keeps the view, so an extractor returns what forward does."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if isinstance(x, torch.fx.Proxy) or (
+            x.dim() == 4 and x.is_contiguous(memory_format=MEMORY_FORMAT) and not _recorded_for_a_runtime()
+        ):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
+def _recorded_for_a_runtime() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

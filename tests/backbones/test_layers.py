@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from backbones import create_classifier
-from backbones.layers import ConvNormAct, make_divisible
+from backbones.layers import ChannelsLastGELU, ConvNormAct, make_divisible
 from tests.helpers import randomize_norms
 
 
@@ -44,3 +44,16 @@ def test_hooks_on_conv_and_norm_fire_in_every_mode(mode, context):
     with context():
         model(torch.randn(2, 3, 32, 32))
     assert calls == [nn.Conv2d, nn.BatchNorm2d, nn.BatchNorm2d]
+
+
+def test_channels_last_gelu_is_gelu_eagerly_and_a_plain_gelu_when_recorded():
+    x = torch.randn(2, 48, 7, 9).contiguous(memory_format=torch.channels_last)
+    gelu = ChannelsLastGELU()
+    out = gelu(x)
+    assert torch.equal(out, F.gelu(x.contiguous()))  # the contiguous kernel's numbers, in the input's layout
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(gelu(x.contiguous()), F.gelu(x.contiguous()))
+    traced = [node.kind() for node in torch.jit.trace(gelu, x).graph.nodes()]
+    exported = [str(n.target) for n in torch.export.export(gelu, (x,)).graph.nodes if n.op == "call_function"]
+    assert "aten::gelu" in traced and "aten::permute" not in traced
+    assert exported == ["aten.gelu.default"]
