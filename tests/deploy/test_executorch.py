@@ -48,6 +48,7 @@ def test_export_is_nchw_and_equals_the_model():
 
 
 @needs_executorch
+@pytest.mark.slow  # pt2e calibration and conversion: 6 s; the fast tier checks float scopes in ONNX (test_end_to_end)
 def test_float_scopes_stay_float(small_v3):
     program = quantized_program(small_v3, [torch.randn(4, 3, SIZE, SIZE).numpy()], ["/head/"])
 

@@ -17,9 +17,11 @@ from tests.deploy import test_run_parity
 from tests.deploy.conftest import missing_packages
 from tests.deploy.run_models import contract_model, plain_classifier, run_without_torch, to_openvino
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_packages("openvino")), reason="openvino is not installed: pip install -e .[openvino]"
-)
+# the slow tier's: converting the models takes 5 s; the fast tier runs the runner on ONNX files (test_run_parity)
+pytestmark = [
+    pytest.mark.skipif(bool(missing_packages("openvino")), reason="openvino is not installed: pip install -e .[openvino]"),
+    pytest.mark.slow,
+]
 TASKS = ("detect", "segment", "classify")
 
 

@@ -24,7 +24,13 @@ TINY = [
     *QUIET_CPU_TRAINER,
     "--trainer.enable_model_summary", "false", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
 ]  # fmt: skip
-LAYOUTS = [*COCO_LAYOUTS, "named_files", "voc_without_lists"]
+# the other COCO layouts differ only in where the files are, which tests/tasks/detect/data/test_layouts.py finds for
+# each in the fast tier; fitting on them is the slow tier's
+SLOW_LAYOUTS = ("cvat_subsets", "roboflow")
+LAYOUTS = [
+    pytest.param(layout, marks=pytest.mark.slow) if layout in SLOW_LAYOUTS else layout
+    for layout in [*COCO_LAYOUTS, "named_files", "voc_without_lists"]
+]
 
 
 def _data_arguments(layout: str, folder: Path) -> list[str]:
