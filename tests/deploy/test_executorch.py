@@ -11,7 +11,10 @@ import importlib.util
 import pytest
 import torch
 
+from torch import nn
+
 from backbones import create_classifier
+from backbones.attention import MobileAttention
 from backbones.fuse import fuse
 from deploy.runtimes import get_runtime
 from deploy.runtimes.executorch import exported_program, quantized_program
@@ -92,3 +95,24 @@ def test_int8_program_runs_and_tracks_the_float_model(small_v3, tmp_path):
     assert got.shape == want.shape
     assert INT8_MIN_DIFF * scale < diff <= INT8_TOLERANCE * scale, f"max abs diff {diff:.3g}, logits up to {scale:.3g}"
     assert float((got.argmax(1) == want.argmax(1)).float().mean()) >= MIN_TOP1_AGREEMENT
+
+
+@needs_executorch
+@pytest.mark.slow  # XNNPACK lowering: a few seconds
+def test_v4_hybrid_attention_lowers_and_equals_the_block(tmp_path):
+    """Mobile MQA (strided keys and values, layer scale) on channels-last maps, as in V4-Hybrid, lowered to XNNPACK,
+    equals the block: the V4 classifiers' runtime checks (tests/deploy/test_v4_exports.py) run ExecuTorch on
+    V4-Conv-S's whole network only, the hybrid's taking 40 s."""
+    block = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        MobileAttention(32, 32, heads=4, key_dim=8, kv_stride=2, layer_scale=0.5),
+    )
+    block = randomize_norms(block).eval().to(memory_format=torch.channels_last)
+    path = tmp_path / "attention.pte"
+    runtime = get_runtime("executorch")
+    runtime.export(block, torch.randn(2, 3, 16, 16), path, ("out",), True, **runtime.prepare())
+    images = torch.randn(3, 3, 16, 16)  # NCHW pixels, as a network takes them; its weights make the maps channels-last
+    (got,) = runtime.load(path).run(images)
+    with torch.inference_mode():
+        want = block(images)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
