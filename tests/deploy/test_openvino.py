@@ -40,30 +40,6 @@ def classify_ckpt(tmp_path_factory) -> Path:
     return write_checkpoint(folder / "classify.ckpt", module, data)
 
 
-def test_cli_exports_an_ir_checked_by_the_openvino_runtime(classify_ckpt, tmp_path, capsys):
-    output = tmp_path / "model.openvino.xml"
-    argv = ["export", "--ckpt_path", str(classify_ckpt), "--format", "openvino", "--output", str(output)]
-    result = classify_main(argv)
-    assert output.is_file() and output.with_suffix(".bin").is_file() and result.format == "openvino"
-    printed = capsys.readouterr().out
-    assert "check (openvino CPU, f32)" in printed and "difference probabilities" in printed
-    assert result.max_abs_diff["probabilities"] <= result.tolerance["probabilities"]
-    import openvino
-
-    metadata = decode(openvino.Core().read_model(str(output)).get_rt_info([KEY]).astype(str), output)
-    assert metadata["task"] == "classify" and metadata["input"]["dtype"] == "uint8"
-    # the file equals the folded model on fresh pixels too, run by openvino itself
-    checkpoint = load_task("classify", classify_ckpt)
-    model = exportable_model("classify", checkpoint.module, SIZE)
-    data = checkpoint.datamodule()
-    pixels = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8)
-    mean, std = torch.tensor(data.mean)[:, None, None], torch.tensor(data.std)[:, None, None]
-    (got,) = get_runtime("openvino").load(output).run(pixels)
-    with torch.inference_mode():
-        want = model((pixels / 255 - mean) / std).softmax(1)
-    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
-
-
 def test_cli_int8_writes_an_int8_ir_and_prints_the_agreement(classify_ckpt, tmp_path, capsys):
     output = tmp_path / "model.openvino.xml"
     argv = ["export", "--ckpt_path", str(classify_ckpt), "--format", "openvino", "--output", str(output), "--int8"]
@@ -74,10 +50,27 @@ def test_cli_int8_writes_an_int8_ir_and_prints_the_agreement(classify_ckpt, tmp_
     figures = result.figures
     assert figures["calibration_images"] == 8 and figures["val_images"] == 8
     assert 0.0 <= figures["top1_agreement"] <= 1.0 and {"fp32/top1", "int8/top1"} <= set(figures)
-    assert "top1_agreement" in capsys.readouterr().out
-    # the agreement is what the two files, run on the val images, say
+    printed = capsys.readouterr().out
+    assert "top1_agreement" in printed
+    # the fp32 IR first, checked by the OpenVINO runtime, with its metadata
+    assert output.with_suffix(".bin").is_file() and result.fp32.format == "openvino"
+    assert "check (openvino CPU, f32)" in printed and "difference probabilities" in printed
+    assert result.fp32.max_abs_diff["probabilities"] <= result.fp32.tolerance["probabilities"]
+    import openvino
+
+    metadata = decode(openvino.Core().read_model(str(output)).get_rt_info([KEY]).astype(str), output)
+    assert metadata["task"] == "classify" and metadata["input"]["dtype"] == "uint8"
+    # the fp32 file equals the folded model on fresh pixels too, run by openvino itself
     checkpoint = load_task("classify", classify_ckpt)
+    model = exportable_model("classify", checkpoint.module, SIZE)
+    pixels = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8)
     data = checkpoint.datamodule()
+    mean, std = torch.tensor(data.mean)[:, None, None], torch.tensor(data.std)[:, None, None]
+    (got,) = get_runtime("openvino").load(output).run(pixels)
+    with torch.inference_mode():
+        want = model((pixels / 255 - mean) / std).softmax(1)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    # the agreement is what the two files, run on the val images, say
     data.setup("validate")
     fp32, quantized = (
         PixelInput(FixedBatch(get_runtime("openvino").load(p), 1), data.mean, data.std) for p in (output, int8)
