@@ -60,11 +60,15 @@ def fit_command(root: Path, cache: Path) -> list[str]:
 def test_kill_and_resume_ends_with_the_uninterrupted_weights(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cache = tmp_path / "cache"
-    reference = subprocess.run(
-        fit_command(tmp_path / "whole", cache), cwd=REPO, env=env, capture_output=True, text=True
+    # the uninterrupted run beside the killed one, one thread each, with its own copy of the (seeded) data
+    reference = subprocess.Popen(
+        fit_command(tmp_path / "whole", tmp_path / "reference_cache"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert reference.returncode == 0, reference.stderr[-3000:]
-
     killed_root = tmp_path / "killed"
     process = subprocess.Popen(
         fit_command(killed_root, cache), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -85,6 +89,8 @@ def test_kill_and_resume_ends_with_the_uninterrupted_weights(tmp_path):
 
     command = fit_command(killed_root, cache) + ["--ckpt_path", "last"]
     resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    _, reference_errors = reference.communicate()
+    assert reference.returncode == 0, reference_errors[-3000:]
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
 
