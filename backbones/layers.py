@@ -13,14 +13,6 @@ from torch.nn import functional as F
 # is the layout GPUs prefer under mixed precision.
 MEMORY_FORMAT = torch.channels_last
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "relu6": lambda: nn.ReLU6(inplace=True),
-    "hardswish": lambda: nn.Hardswish(inplace=True),
-    "hardsigmoid": nn.Hardsigmoid,
-    "gelu": lambda: ChannelsLastGELU(),  # V4-Hybrid-Large; exact (erf) GELU, as timm's
-}
-
 
 class ChannelsLastGELU(nn.GELU):
     """Exact GELU that runs on the NHWC view of a channels-last map: aten's CPU GELU takes 1.5x as long on
@@ -39,6 +31,15 @@ class ChannelsLastGELU(nn.GELU):
 
 def _recorded_for_a_runtime() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "hardsigmoid": nn.Hardsigmoid,
+    "gelu": ChannelsLastGELU,  # V4-Hybrid-Large; exact (erf) GELU, as timm's
+}
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -36,7 +36,9 @@ RUNS = {
     "classify": DefaultRun(("tasks.classify", "fit", "--backbone", "v3_small"), "top1", 3 * 60),
     # MobileNetV4's defaults are held to V3's figures on the same data
     "detect_v4": DefaultRun(("tasks.detect", "fit", "--backbone", "v4_conv_small"), "AP50", 5 * 60),
-    "segment_v4": DefaultRun(("tasks.segment", "fit", "--backbone", "v4_conv_medium", "--head", "lraspp"), "mIoU", 4 * 60),
+    "segment_v4": DefaultRun(
+        ("tasks.segment", "fit", "--backbone", "v4_conv_medium", "--head", "lraspp"), "mIoU", 4 * 60
+    ),
     "classify_v4": DefaultRun(("tasks.classify", "fit", "--backbone", "v4_conv_small"), "top1", 3 * 60),
 }
 

@@ -10,7 +10,6 @@ import importlib.util
 
 import pytest
 import torch
-
 from torch import nn
 
 from backbones import create_classifier

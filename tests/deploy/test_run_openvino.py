@@ -19,7 +19,9 @@ from tests.deploy.run_models import contract_model, plain_classifier, run_withou
 
 # the slow tier's: converting the models takes 5 s; the fast tier runs the runner on ONNX files (test_run_parity)
 pytestmark = [
-    pytest.mark.skipif(bool(missing_packages("openvino")), reason="openvino is not installed: pip install -e .[openvino]"),
+    pytest.mark.skipif(
+        bool(missing_packages("openvino")), reason="openvino is not installed: pip install -e .[openvino]"
+    ),
     pytest.mark.slow,
 ]
 TASKS = ("detect", "segment", "classify")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from backbones.weights import get_weights
-from tasks.models import model_entry
 from tasks.common.cli_settings import Settings, TaskShape, checkpoint_path, cli_settings, given_flags
+from tasks.models import model_entry
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 # a detector's parser defaults (the parser leaves out link targets such as model.backbone, as Lightning's does)
