@@ -15,6 +15,7 @@ activations (U8S8, the fast pair on x86 with VNNI), MinMax ranges from the calib
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
@@ -33,8 +34,10 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 
 
-def _max_opset() -> int:
-    """The highest opset both the TorchScript-based exporter and the installed onnx know."""
+@functools.cache
+def max_opset() -> int:
+    """The highest opset both the TorchScript-based exporter and the installed onnx know (a function: importing onnx
+    takes half a second that a process which exports nothing should not pay)."""
     from torch.onnx import _constants
 
     exporter_max = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)
@@ -45,14 +48,11 @@ def _max_opset() -> int:
     return min(exporter_max, onnx.defs.onnx_opset_version())
 
 
-MAX_OPSET = _max_opset()
-
-
 def check_opset(opset: int) -> None:
-    if not MIN_OPSET <= opset <= MAX_OPSET:
+    if not MIN_OPSET <= opset <= max_opset():
         raise ValueError(
-            f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} ({MIN_OPSET}: per-channel "
-            f"QuantizeLinear for the int8 models; {MAX_OPSET}: the highest both torch {torch.__version__}'s "
+            f"--opset {opset} is not supported; valid: {MIN_OPSET}..{max_opset()} ({MIN_OPSET}: per-channel "
+            f"QuantizeLinear for the int8 models; {max_opset()}: the highest both torch {torch.__version__}'s "
             "TorchScript-based ONNX exporter and the installed onnx support)"
         )
 
@@ -116,7 +116,7 @@ class OnnxRuntime(Runtime):
         "opset": {
             "type": int,
             "default": DEFAULT_OPSET,
-            "help": f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default %(default)s)",
+            "help": f"ONNX opset, {MIN_OPSET} up to the highest the installed onnx supports (default %(default)s)",
         }
     }
 
