@@ -14,6 +14,7 @@ Usage: python -m benchmarks.backbone_speed [--rounds N] [--batches 1 8] [--backb
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -23,12 +24,12 @@ from backbones.fuse import fuse
 from benchmarks.best_form import best_inference_form, channels_last
 from benchmarks.peers import PEERS, ours_from_peer
 from benchmarks.results import recorded
-from benchmarks.timing import inference_runner, interleaved_medians
+from benchmarks.timing import inference_runner, interleaved_times, paired_ratio
 
 
-def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dict[str, float]:
-    """Median milliseconds per forward of ours (key `ours`), each peer as built (`<peer>`) and in its best form
-    (`<peer>_best`)."""
+def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Milliseconds of each forward, round by round, of ours (key `ours`), each peer as built (`<peer>`) and in its
+    best form (`<peer>_best`)."""
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     peers = {peer: make().eval() for peer, make in PEERS[name].items()}
     with tempfile.TemporaryDirectory() as folder:
@@ -37,7 +38,14 @@ def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dic
     for peer, model in peers.items():
         runners[peer] = inference_runner(model, x)
         runners[f"{peer}_best"] = inference_runner(best_inference_form(model, x), channels_last(x))
-    return {key: 1000 * seconds for key, seconds in interleaved_medians(runners, rounds, warmup).items()}
+    times = interleaved_times(runners, rounds, warmup)
+    return {key: [1000 * seconds for seconds in values] for key, values in times.items()}
+
+
+def against_faster(times: dict[str, list[float]], keys: list[str]) -> tuple[float, float, float]:
+    """`paired_ratio` of ours against whichever of `keys` has the lower median."""
+    faster = min(keys, key=lambda key: statistics.median(times[key]))
+    return paired_ratio(times["ours"], times[faster])
 
 
 def cell(ms: dict[str, float], key: str) -> str:
@@ -58,25 +66,28 @@ def main(argv: list[str] | None = None) -> None:
             f"of {args.rounds} rounds"
         )
         header = (
-            f"{'backbone':<16} {'batch':>5} | {'ours':>7} | best form: {'torchvision':>11} {'timm':>11} {'ratio':>6} | "
+            f"{'backbone':<16} {'batch':>5} | {'ours':>7} | best form: {'torchvision':>11} {'timm':>11} {'ratio':>6} "
+            f"{'95% range':>11} | "
             f"as built: {'torchvision':>11} {'timm':>11} {'ratio':>6}"
         )
         print(header)
         print("-" * len(header))
         for name in args.backbones:
             for batch in args.batches:
-                ms = benchmark(name, batch, args.size, args.rounds, args.warmup)
-                best = min(ms[f"{peer}_best"] for peer in PEERS[name])
-                built = min(ms[peer] for peer in PEERS[name])
+                times = benchmark(name, batch, args.size, args.rounds, args.warmup)
+                ms = {key: statistics.median(values) for key, values in times.items()}
+                best, low, high = against_faster(times, [f"{peer}_best" for peer in PEERS[name]])
+                built, _, _ = against_faster(times, list(PEERS[name]))
                 print(
                     f"{name:<16} {batch:>5} | {ms['ours']:>7.2f} | {'':>10} {cell(ms, 'torchvision_best')} "
-                    f"{cell(ms, 'timm_best')} {ms['ours'] / best:>6.3f} | {'':>9} {cell(ms, 'torchvision')} "
-                    f"{cell(ms, 'timm')} {ms['ours'] / built:>6.3f}"
+                    f"{cell(ms, 'timm_best')} {best:>6.3f} {f'{low:.3f}-{high:.3f}':>11} | {'':>9} "
+                    f"{cell(ms, 'torchvision')} {cell(ms, 'timm')} {built:>6.3f}"
                 )
         print(
             "ours: fused, channels-last; best form: the peer with every conv-fed batch norm folded, channels-last; "
-            "as built: the peer as its library builds it. ratio: ours / the faster peer in that form. Goal: ratio "
-            "against the best form <= 1.0."
+            "as built: the peer as its library builds it. ratio: the median over rounds of ours / the faster peer in "
+            "that form, timed in the same round; 95% range: the bootstrap interval of that median (one that holds 1.0: "
+            "this run cannot tell the two apart). Goal: ratio against the best form <= 1.0."
         )
 
 

@@ -12,6 +12,7 @@ Usage: python -m benchmarks.classification_speed [--steps 12] [--batch 32] [--ba
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import timm
 import torch
@@ -22,15 +23,15 @@ from backbones import create_classifier
 from benchmarks.best_form import best_training_form, channels_last
 from benchmarks.peers import TIMM_NAMES
 from benchmarks.results import recorded
-from benchmarks.timing import interleaved_medians, training_runner
+from benchmarks.timing import interleaved_times, paired_ratio, training_runner
 
 SIZE = 224
 NUM_CLASSES = 1000
 
 
-def training_rates(name: str, steps: int, warmup: int, batch: int) -> dict[str, float]:
-    """Images per second (median step) of ours (`ours`) and timm's `name` in its best form (`timm_best`) and as built
-    (`timm`)."""
+def training_times(name: str, steps: int, warmup: int, batch: int) -> dict[str, list[float]]:
+    """Seconds of each training step, round by round, of ours (`ours`) and timm's `name` in its best form
+    (`timm_best`) and as built (`timm`)."""
     torch.manual_seed(0)
     ours, timms = create_classifier(name, NUM_CLASSES), timm.create_model(TIMM_NAMES[name])
     models = {"ours": ours.train(), "timm_best": best_training_form(timms), "timm": timms.train()}
@@ -42,7 +43,7 @@ def training_rates(name: str, steps: int, warmup: int, batch: int) -> dict[str, 
     best_batches = [(channels_last(x), y) for x, y in batches]  # ours' and the best form's
     inputs = {"ours": best_batches, "timm_best": best_batches, "timm": batches}
     runners = {key: training_runner(model, class_loss, inputs[key]) for key, model in models.items()}
-    return {key: batch / seconds for key, seconds in interleaved_medians(runners, steps, warmup).items()}
+    return interleaved_times(runners, steps, warmup)
 
 
 def class_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -63,16 +64,23 @@ def main(argv: list[str] | None = None) -> None:
             f"training at {SIZE}x{SIZE}, batch {args.batch}, {NUM_CLASSES} classes, SGD, {torch.get_num_threads()} "
             f"threads, median of {args.steps} steps, images/s"
         )
-        print(f"{'backbone':<16} {'ours':>7} {'timm best':>10} {'ratio':>6} | {'timm built':>10} {'ratio':>6}")
+        print(
+            f"{'backbone':<16} {'ours':>7} {'timm best':>10} {'ratio':>6} {'95% range':>11} | {'timm built':>10} "
+            f"{'ratio':>6}"
+        )
         for name in args.backbones:
-            rate = training_rates(name, args.steps, args.warmup, args.batch)
+            times = training_times(name, args.steps, args.warmup, args.batch)
+            rate = {key: args.batch / statistics.median(values) for key, values in times.items()}
+            ratio, low, high = paired_ratio(times["timm_best"], times["ours"])  # images/s: their step time over ours
+            built = paired_ratio(times["timm"], times["ours"])[0]
             print(
-                f"{name:<16} {rate['ours']:>7.1f} {rate['timm_best']:>10.1f} "
-                f"{rate['ours'] / rate['timm_best']:>6.3f} | {rate['timm']:>10.1f} {rate['ours'] / rate['timm']:>6.3f}"
+                f"{name:<16} {rate['ours']:>7.1f} {rate['timm_best']:>10.1f} {ratio:>6.3f} "
+                f"{f'{low:.3f}-{high:.3f}':>11} | {rate['timm']:>10.1f} {built:>6.3f}"
             )
         print(
             "ours: channels-last; timm best: timm's in channels-last; timm built: as timm builds it. ratio: ours / "
-            "timm images/s in that form. Goal: ratio against the best form >= 1.0"
+            "timm images/s in that form, the median over steps timed in the same round, with the bootstrap 95% range "
+            "(one that holds 1.0: this run cannot tell the two apart). Goal: ratio against the best form >= 1.0"
         )
 
 

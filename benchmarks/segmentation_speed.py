@@ -17,6 +17,7 @@ Usage: python -m benchmarks.segmentation_speed [--rounds 20] [--steps 8] [--batc
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import nn
 from backbones.fuse import fuse
 from benchmarks.best_form import best_inference_form, best_training_form, channels_last
 from benchmarks.results import recorded
-from benchmarks.timing import inference_runner, interleaved_medians, training_runner
+from benchmarks.timing import inference_runner, interleaved_times, paired_ratio, training_runner
 from tasks.segment.model import build_segmenter
 
 NUM_CLASSES = 21
@@ -48,8 +49,8 @@ def logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     return output["out"] if isinstance(output, dict) else output
 
 
-def latency(head: str, rounds: int, warmup: int) -> dict[str, float]:
-    """Median seconds per batch-1 forward of each form."""
+def latency(head: str, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each batch-1 forward of each form, round by round."""
     ours, theirs = make_pair(head)
     image = torch.randn(1, 3, LATENCY_SIZE, LATENCY_SIZE)
     runners = {
@@ -57,11 +58,11 @@ def latency(head: str, rounds: int, warmup: int) -> dict[str, float]:
         "torchvision_best": inference_runner(best_inference_form(theirs, image), channels_last(image)),
         "torchvision": inference_runner(theirs.eval(), image),
     }
-    return interleaved_medians(runners, rounds, warmup)
+    return interleaved_times(runners, rounds, warmup)
 
 
-def training_rate(head: str, steps: int, warmup: int, batch: int, crop: int) -> dict[str, float]:
-    """Images per second (median step) of each form, every one trained on the same batches."""
+def training_times(head: str, steps: int, warmup: int, batch: int, crop: int) -> dict[str, list[float]]:
+    """Seconds of each training step of each form, round by round, every one trained on the same batches."""
     ours, theirs = make_pair(head)
     models = {"ours": ours.train(), "torchvision_best": best_training_form(theirs), "torchvision": theirs.train()}
     generator = torch.Generator().manual_seed(0)
@@ -72,7 +73,7 @@ def training_rate(head: str, steps: int, warmup: int, batch: int, crop: int) -> 
     best_batches = [(channels_last(x), y) for x, y in batches]  # ours' and the best form's
     inputs = {"ours": best_batches, "torchvision_best": best_batches, "torchvision": batches}
     runners = {name: training_runner(model, pixel_loss, inputs[name]) for name, model in models.items()}
-    return {name: batch / seconds for name, seconds in interleaved_medians(runners, steps, warmup).items()}
+    return interleaved_times(runners, steps, warmup)
 
 
 def pixel_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -97,22 +98,31 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.crop}x{args.crop}, median of {args.steps} steps"
         )
         print(
-            f"{'head':<10} | latency ms: {'ours':>6} {'tv best':>7} {'tv built':>8} {'ratio':>6} {'built':>6} | "
-            f"training img/s: {'ours':>6} {'tv best':>7} {'tv built':>8} {'ratio':>6} {'built':>6}"
+            f"{'head':<10} | latency ms: {'ours':>6} {'tv best':>7} {'tv built':>8} {'ratio':>6} {'95% range':>11} "
+            f"{'built':>6} | training img/s: {'ours':>6} {'tv best':>7} {'tv built':>8} {'ratio':>6} {'95% range':>11} "
+            f"{'built':>6}"
         )
         for head in args.heads:
-            ms = {name: 1000 * value for name, value in latency(head, args.rounds, args.warmup).items()}
-            rate = training_rate(head, args.steps, args.warmup, args.batch, args.crop)
+            times = latency(head, args.rounds, args.warmup)
+            ms = {name: 1000 * statistics.median(values) for name, values in times.items()}
+            ratio, low, high = paired_ratio(times["ours"], times["torchvision_best"])
+            built = paired_ratio(times["ours"], times["torchvision"])[0]
+            steps = training_times(head, args.steps, args.warmup, args.batch, args.crop)
+            rate = {name: args.batch / statistics.median(values) for name, values in steps.items()}
+            # images/s ratios: the peer's step time over ours
+            rate_ratio, rate_low, rate_high = paired_ratio(steps["torchvision_best"], steps["ours"])
+            rate_built = paired_ratio(steps["torchvision"], steps["ours"])[0]
             print(
                 f"{head:<10} | {'':>11} {ms['ours']:>6.1f} {ms['torchvision_best']:>7.1f} {ms['torchvision']:>8.1f} "
-                f"{ms['ours'] / ms['torchvision_best']:>6.3f} {ms['ours'] / ms['torchvision']:>6.3f} | {'':>15} "
-                f"{rate['ours']:>6.2f} {rate['torchvision_best']:>7.2f} {rate['torchvision']:>8.2f} "
-                f"{rate['ours'] / rate['torchvision_best']:>6.3f} {rate['ours'] / rate['torchvision']:>6.3f}"
+                f"{ratio:>6.3f} {f'{low:.3f}-{high:.3f}':>11} {built:>6.3f} | {'':>15} {rate['ours']:>6.2f} "
+                f"{rate['torchvision_best']:>7.2f} {rate['torchvision']:>8.2f} {rate_ratio:>6.3f} "
+                f"{f'{rate_low:.3f}-{rate_high:.3f}':>11} {rate_built:>6.3f}"
             )
         print(
             "tv best: torchvision's in its best eager form (inference: batch norm folded, channels-last; training: "
-            "channels-last); tv built: as its library builds it. ratio: ours / tv best, built: ours / tv built; "
-            "latency: time (goal <= 1.0), training: images/s (goal >= 1.0)"
+            "channels-last); tv built: as its library builds it. ratio: ours / tv best, built: ours / tv built, each "
+            "the median over rounds timed together, with the bootstrap 95% range of the ratio (one that holds 1.0: "
+            "this run cannot tell the two apart); latency: time (goal <= 1.0), training: images/s (goal >= 1.0)"
         )
 
 

@@ -1,22 +1,23 @@
-"""The one timing loop of the speed benchmarks (every runner in each round, in a new random order, medians) and the
-runners it times: an inference call, an SGD training step."""
+"""The one timing loop of the speed benchmarks (every runner in each round, in a new random order, medians), the
+paired ratio of two runners with its interval, and the runners it times: an inference call, an SGD training step."""
 
 from __future__ import annotations
 
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 
-def interleaved_medians(
+def interleaved_times(
     runners: Mapping[str, Callable[[], object]], rounds: int, warmup: int, repeat: int = 1, seed: int = 0
-) -> dict[str, float]:
-    """Median seconds per call of each runner.
+) -> dict[str, list[float]]:
+    """Seconds of each counted call of each runner, in round order (so that two runners' i-th times were taken in
+    the same round).
 
     Each round calls every runner in a new order drawn from a seeded generator, so that none always follows the same
     one and all share the machine's state (caches, clocks, a neighbour's load) alike; the first `warmup` rounds are
@@ -35,7 +36,28 @@ def interleaved_medians(
                 elapsed = time.perf_counter() - start
                 if round_index >= warmup and (call > 0 or repeat == 1):
                     times[key].append(elapsed)
+    return times
+
+
+def interleaved_medians(
+    runners: Mapping[str, Callable[[], object]], rounds: int, warmup: int, repeat: int = 1, seed: int = 0
+) -> dict[str, float]:
+    """Median seconds per call of each runner, timed by `interleaved_times`."""
+    times = interleaved_times(runners, rounds, warmup, repeat, seed)
     return {key: statistics.median(values) for key, values in times.items()}
+
+
+def paired_ratio(
+    numerator: Sequence[float], denominator: Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(median, low, high): the median of the per-round ratios numerator[i] / denominator[i] of two runners timed in
+    the same rounds, and the `level` bootstrap interval of that median. A ratio whose interval holds 1.0 is one this
+    machine's run-to-run spread cannot tell from parity."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    draw = random.Random(seed).choices
+    medians = sorted(statistics.median(draw(ratios, k=len(ratios))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return statistics.median(ratios), medians[int(tail * resamples)], medians[int((1 - tail) * resamples) - 1]
 
 
 def inference_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
