@@ -66,11 +66,16 @@ def run(task: str, spec: DefaultRun) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(
+    argv: list[str] | None = None, script: str = __file__, heading: str = "", tasks: tuple[str, ...] = tuple(RUNS)
+) -> None:
+    """Run `tasks` (or those --tasks names) and record the table as `script`'s results, under `heading`."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--tasks", nargs="+", default=list(tasks), choices=list(RUNS))
     args = parser.parse_args(argv)
-    with recorded(__file__, argv):
+    with recorded(script, argv):
+        if heading:
+            print(heading)
         print(f"{'command':<64} {'wall':>7} {'goal':>6} {'figure':>14}")
         details = []
         for task in args.tasks:
