@@ -142,59 +142,63 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--train-warmup", type=int, default=2)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as cache, recorded(__file__, argv):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # compile times as a first run sees them, not from an old cache
-        flags = cpu_fields()[1]
-        units = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in BF16_FLAGS)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, inductor; bf16 units: {units}")
-        print(
-            f"inference, {args.size}x{args.size}, median ms; compile: seconds of the first compiled call, the inductor "
-            "cache empty at the start"
-        )
-        header = (
-            f"{'model':<26} {'batch':>5} | {'eager':>8} {'compiled':>8} {'ratio':>6} {'compile s':>9} | "
-            f"{'bf16':>8} {'bf16/fp32':>9}"
-        )
-        print(header)
-        print("-" * len(header))
-        for name in args.backbones:
-            for batch in args.batches:
-                times, compile_seconds = inference(name, batch, args.size, args.rounds, args.warmup)
-                ms = {key: 1000 * statistics.median(values) for key, values in times.items()}
-                for key in compile_seconds:
-                    print(
-                        f"{f'{name} {key}':<26} {batch:>5} | {ms[key]:>8.2f} {ms[f'{key}_compiled']:>8.2f} "
-                        f"{ms[f'{key}_compiled'] / ms[key]:>6.3f} {compile_seconds[key]:>9.1f} | "
-                        f"{ms[f'{key}_bf16']:>8.2f} {ms[f'{key}_bf16'] / ms[key]:>9.3f}"
-                    )
-                best = min((f"{peer}_best_compiled" for peer in PEERS[name]), key=ms.get)
-                built = min((f"{peer}_compiled" for peer in PEERS[name]), key=ms.get)
-                ratio, low, high = paired_ratio(times["ours_compiled"], times[best])
-                print(
-                    f"{f'{name} ours/faster peer':<26} {batch:>5} | compiled: against the best form {ratio:.3f} "
-                    f"(95% range {low:.3f}-{high:.3f}), as built "
-                    f"{paired_ratio(times['ours_compiled'], times[built])[0]:.3f}"
-                )
-        print(
-            "ratio: compiled / eager. ours: fused, channels-last; <peer>_best: every conv-fed batch norm folded, "
-            "channels-last; <peer>: as its library builds it. ours/faster peer: both compiled, the median over rounds "
-            "of the ratio timed in the same round, with its bootstrap 95% range. compile s: a model compiled after "
-            "one of the same structure reuses its kernels (ours is compiled first). Goal: against the best form <= 1.0."
-        )
-        if args.training:
-            print(f"\ntraining images/s ({args.train_steps} steps, median); compile: seconds of the first step")
-            header = f"{'task':<10} {'backbone':<10} | {'eager':>7} {'compiled':>8} {'speed-up':>8} {'compile s':>9} | "
-            header += f"{'bf16':>7} {'bf16/fp32':>9}"
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # compile times as a first run sees them, not an old cache's
+        with recorded(__file__, argv):
+            flags = cpu_fields()[1]
+            units = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in BF16_FLAGS)
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, inductor; bf16 units: {units}")
+            print(
+                f"inference, {args.size}x{args.size}, median ms; compile: seconds of the first compiled call, the "
+                "inductor cache empty at the start"
+            )
+            header = (
+                f"{'model':<26} {'batch':>5} | {'eager':>8} {'compiled':>8} {'ratio':>6} {'compile s':>9} | "
+                f"{'bf16':>8} {'bf16/fp32':>9}"
+            )
             print(header)
             print("-" * len(header))
-            for task in args.training:
-                backbone = args.backbones[0]
-                r = training(task, backbone, args.train_steps, args.train_warmup)
-                print(
-                    f"{task:<10} {backbone:<10} | {r['eager']:>7.1f} {r['compiled']:>8.1f} "
-                    f"{r['compiled'] / r['eager']:>8.3f} {r['compile_s']:>9.1f} | {r['bf16']:>7.1f} "
-                    f"{r['bf16'] / r['eager']:>9.3f}"
+            for name in args.backbones:
+                for batch in args.batches:
+                    times, compile_seconds = inference(name, batch, args.size, args.rounds, args.warmup)
+                    ms = {key: 1000 * statistics.median(values) for key, values in times.items()}
+                    for key in compile_seconds:
+                        print(
+                            f"{f'{name} {key}':<26} {batch:>5} | {ms[key]:>8.2f} {ms[f'{key}_compiled']:>8.2f} "
+                            f"{ms[f'{key}_compiled'] / ms[key]:>6.3f} {compile_seconds[key]:>9.1f} | "
+                            f"{ms[f'{key}_bf16']:>8.2f} {ms[f'{key}_bf16'] / ms[key]:>9.3f}"
+                        )
+                    best = min((f"{peer}_best_compiled" for peer in PEERS[name]), key=ms.get)
+                    built = min((f"{peer}_compiled" for peer in PEERS[name]), key=ms.get)
+                    ratio, low, high = paired_ratio(times["ours_compiled"], times[best])
+                    print(
+                        f"{f'{name} ours/faster peer':<26} {batch:>5} | compiled: against the best form {ratio:.3f} "
+                        f"(95% range {low:.3f}-{high:.3f}), as built "
+                        f"{paired_ratio(times['ours_compiled'], times[built])[0]:.3f}"
+                    )
+            print(
+                "ratio: compiled / eager. ours: fused, channels-last; <peer>_best: every conv-fed batch norm folded, "
+                "channels-last; <peer>: as its library builds it. ours/faster peer: both compiled, the median over "
+                "rounds of the ratio timed in the same round, with its bootstrap 95% range. compile s: a model "
+                "compiled after one of the same structure reuses its kernels (ours is compiled first). Goal: against "
+                "the best form <= 1.0."
+            )
+            if args.training:
+                print(f"\ntraining images/s ({args.train_steps} steps, median); compile: seconds of the first step")
+                header = (
+                    f"{'task':<10} {'backbone':<10} | {'eager':>7} {'compiled':>8} {'speed-up':>8} {'compile s':>9} | "
                 )
+                header += f"{'bf16':>7} {'bf16/fp32':>9}"
+                print(header)
+                print("-" * len(header))
+                for task in args.training:
+                    backbone = args.backbones[0]
+                    r = training(task, backbone, args.train_steps, args.train_warmup)
+                    print(
+                        f"{task:<10} {backbone:<10} | {r['eager']:>7.1f} {r['compiled']:>8.1f} "
+                        f"{r['compiled'] / r['eager']:>8.3f} {r['compile_s']:>9.1f} | {r['bf16']:>7.1f} "
+                        f"{r['bf16'] / r['eager']:>9.3f}"
+                    )
 
 
 if __name__ == "__main__":

@@ -66,26 +66,31 @@ def run(task: str, spec: DefaultRun) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def main(
-    argv: list[str] | None = None, script: str = __file__, heading: str = "", tasks: tuple[str, ...] = tuple(RUNS)
-) -> None:
-    """Run `tasks` (or those --tasks names) and record the table as `script`'s results, under `heading`."""
-    parser = argparse.ArgumentParser(description=__doc__)
+def task_arguments(argv: list[str] | None, description: str | None, tasks: tuple[str, ...]) -> list[str]:
+    """The runs that --tasks names, `tasks` by default."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tasks", nargs="+", default=list(tasks), choices=list(RUNS))
-    args = parser.parse_args(argv)
-    with recorded(script, argv):
-        if heading:
-            print(heading)
-        print(f"{'command':<64} {'wall':>7} {'goal':>6} {'figure':>14}")
-        details = []
-        for task in args.tasks:
-            spec = RUNS[task]
-            seconds, output = run(task, spec)
-            shown = " ".join(spec.command).replace("tasks.", "python -m tasks.", 1)
-            figure = f"{spec.metric} {best_figure(output, spec.metric)}"
-            print(f"{shown:<64} {seconds:>6.0f}s {spec.goal_seconds:>5.0f}s {figure:>14}")
-            details += [f"{task}: {line}" for line in speed_lines(output)]
-        print("\n".join(["", "wall: from the command's start to its end, data generation included", *details]))
+    return parser.parse_args(argv).tasks
+
+
+def print_runs(tasks: list[str]) -> None:
+    """Run each of `tasks` and print the table: wall time, goal, figure, then each run's speed lines."""
+    print(f"{'command':<64} {'wall':>7} {'goal':>6} {'figure':>14}")
+    details = []
+    for task in tasks:
+        spec = RUNS[task]
+        seconds, output = run(task, spec)
+        shown = " ".join(spec.command).replace("tasks.", "python -m tasks.", 1)
+        figure = f"{spec.metric} {best_figure(output, spec.metric)}"
+        print(f"{shown:<64} {seconds:>6.0f}s {spec.goal_seconds:>5.0f}s {figure:>14}")
+        details += [f"{task}: {line}" for line in speed_lines(output)]
+    print("\n".join(["", "wall: from the command's start to its end, data generation included", *details]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    tasks = task_arguments(argv, __doc__, tuple(RUNS))
+    with recorded(__file__, argv):
+        print_runs(tasks)
 
 
 if __name__ == "__main__":

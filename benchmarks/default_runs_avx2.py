@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 from benchmarks import default_runs
+from benchmarks.results import recorded
 
 AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 REPORTED = "import torch; print(torch.backends.cpu.get_cpu_capability())"
@@ -28,10 +29,12 @@ def reported_capability() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tasks = default_runs.task_arguments(argv, __doc__, ("detect", "segment", "classify"))
     os.environ.update(AVX2_KERNELS)  # the runs' processes inherit it
     settings = ", ".join(f"{key}={value}" for key, value in AVX2_KERNELS.items())
-    heading = f"kernels held to AVX2 ({settings}); torch in a new process reports: {reported_capability()}\n"
-    default_runs.main(argv, script=__file__, heading=heading, tasks=("detect", "segment", "classify"))
+    with recorded(__file__, argv):
+        print(f"kernels held to AVX2 ({settings}); torch in a new process reports: {reported_capability()}\n")
+        default_runs.print_runs(tasks)
 
 
 if __name__ == "__main__":
