@@ -24,7 +24,7 @@ from backbones.fuse import fuse
 from benchmarks.best_form import best_inference_form, channels_last
 from benchmarks.peers import PEERS, ours_from_peer
 from benchmarks.results import recorded
-from benchmarks.timing import inference_runner, interleaved_times, paired_ratio
+from benchmarks.timing import inference_runner, interleaved_times, range_text, ratio_to_faster
 
 
 def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dict[str, list[float]]:
@@ -40,12 +40,6 @@ def benchmark(name: str, batch: int, size: int, rounds: int, warmup: int) -> dic
         runners[f"{peer}_best"] = inference_runner(best_inference_form(model, x), channels_last(x))
     times = interleaved_times(runners, rounds, warmup)
     return {key: [1000 * seconds for seconds in values] for key, values in times.items()}
-
-
-def against_faster(times: dict[str, list[float]], keys: list[str]) -> tuple[float, float, float]:
-    """`paired_ratio` of ours against whichever of `keys` has the lower median."""
-    faster = min(keys, key=lambda key: statistics.median(times[key]))
-    return paired_ratio(times["ours"], times[faster])
 
 
 def cell(ms: dict[str, float], key: str) -> str:
@@ -76,11 +70,11 @@ def main(argv: list[str] | None = None) -> None:
             for batch in args.batches:
                 times = benchmark(name, batch, args.size, args.rounds, args.warmup)
                 ms = {key: statistics.median(values) for key, values in times.items()}
-                best, low, high = against_faster(times, [f"{peer}_best" for peer in PEERS[name]])
-                built, _, _ = against_faster(times, list(PEERS[name]))
+                best, low, high = ratio_to_faster(times, "ours", [f"{peer}_best" for peer in PEERS[name]])
+                built = ratio_to_faster(times, "ours", PEERS[name])[0]
                 print(
                     f"{name:<16} {batch:>5} | {ms['ours']:>7.2f} | {'':>10} {cell(ms, 'torchvision_best')} "
-                    f"{cell(ms, 'timm_best')} {best:>6.3f} {f'{low:.3f}-{high:.3f}':>11} | {'':>9} "
+                    f"{cell(ms, 'timm_best')} {best:>6.3f} {range_text(low, high):>11} | {'':>9} "
                     f"{cell(ms, 'torchvision')} {cell(ms, 'timm')} {built:>6.3f}"
                 )
         print(

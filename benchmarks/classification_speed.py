@@ -23,7 +23,7 @@ from backbones import create_classifier
 from benchmarks.best_form import best_training_form, channels_last
 from benchmarks.peers import TIMM_NAMES
 from benchmarks.results import recorded
-from benchmarks.timing import interleaved_times, paired_ratio, training_runner
+from benchmarks.timing import interleaved_times, paired_ratio, range_text, training_runner
 
 SIZE = 224
 NUM_CLASSES = 1000
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             built = paired_ratio(times["timm"], times["ours"])[0]
             print(
                 f"{name:<16} {rate['ours']:>7.1f} {rate['timm_best']:>10.1f} {ratio:>6.3f} "
-                f"{f'{low:.3f}-{high:.3f}':>11} | {rate['timm']:>10.1f} {built:>6.3f}"
+                f"{range_text(low, high):>11} | {rate['timm']:>10.1f} {built:>6.3f}"
             )
         print(
             "ours: channels-last; timm best: timm's in channels-last; timm built: as timm builds it. ratio: ours / "

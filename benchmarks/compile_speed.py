@@ -35,7 +35,7 @@ from backbones.fuse import fuse
 from benchmarks.best_form import best_inference_form, channels_last
 from benchmarks.peers import PEERS, ours_from_peer
 from benchmarks.results import cpu_fields, recorded
-from benchmarks.timing import interleaved_times, paired_ratio
+from benchmarks.timing import interleaved_times, range_text, ratio_to_faster
 from tasks.common.compile import compiled
 from tasks.models import get_model, model_name
 
@@ -168,13 +168,12 @@ def main(argv: list[str] | None = None) -> None:
                             f"{ms[f'{key}_compiled'] / ms[key]:>6.3f} {compile_seconds[key]:>9.1f} | "
                             f"{ms[f'{key}_bf16']:>8.2f} {ms[f'{key}_bf16'] / ms[key]:>9.3f}"
                         )
-                    best = min((f"{peer}_best_compiled" for peer in PEERS[name]), key=ms.get)
-                    built = min((f"{peer}_compiled" for peer in PEERS[name]), key=ms.get)
-                    ratio, low, high = paired_ratio(times["ours_compiled"], times[best])
+                    best = [f"{peer}_best_compiled" for peer in PEERS[name]]
+                    ratio, low, high = ratio_to_faster(times, "ours_compiled", best)
+                    built = ratio_to_faster(times, "ours_compiled", [f"{peer}_compiled" for peer in PEERS[name]])[0]
                     print(
                         f"{f'{name} ours/faster peer':<26} {batch:>5} | compiled: against the best form {ratio:.3f} "
-                        f"(95% range {low:.3f}-{high:.3f}), as built "
-                        f"{paired_ratio(times['ours_compiled'], times[built])[0]:.3f}"
+                        f"(95% range {range_text(low, high)}), as built {built:.3f}"
                     )
             print(
                 "ratio: compiled / eager. ours: fused, channels-last; <peer>_best: every conv-fed batch norm folded, "

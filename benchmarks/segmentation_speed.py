@@ -31,7 +31,7 @@ from torch import nn
 from backbones.fuse import fuse
 from benchmarks.best_form import best_inference_form, best_training_form, channels_last
 from benchmarks.results import recorded
-from benchmarks.timing import inference_runner, interleaved_times, paired_ratio, training_runner
+from benchmarks.timing import inference_runner, interleaved_times, paired_ratio, range_text, training_runner
 from tasks.segment.model import build_segmenter
 
 NUM_CLASSES = 21
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> None:
             rate_built = paired_ratio(steps["torchvision"], steps["ours"])[0]
             print(
                 f"{head:<10} | {'':>11} {ms['ours']:>6.1f} {ms['torchvision_best']:>7.1f} {ms['torchvision']:>8.1f} "
-                f"{ratio:>6.3f} {f'{low:.3f}-{high:.3f}':>11} {built:>6.3f} | {'':>15} {rate['ours']:>6.2f} "
+                f"{ratio:>6.3f} {range_text(low, high):>11} {built:>6.3f} | {'':>15} {rate['ours']:>6.2f} "
                 f"{rate['torchvision_best']:>7.2f} {rate['torchvision']:>8.2f} {rate_ratio:>6.3f} "
-                f"{f'{rate_low:.3f}-{rate_high:.3f}':>11} {rate_built:>6.3f}"
+                f"{range_text(rate_low, rate_high):>11} {rate_built:>6.3f}"
             )
         print(
             "tv best: torchvision's in its best eager form (inference: batch norm folded, channels-last; training: "

@@ -60,6 +60,19 @@ def paired_ratio(
     return statistics.median(ratios), medians[int(tail * resamples)], medians[int((1 - tail) * resamples) - 1]
 
 
+def ratio_to_faster(
+    times: Mapping[str, Sequence[float]], key: str, candidates: Iterable[str]
+) -> tuple[float, float, float]:
+    """`paired_ratio` of runner `key` against whichever of `candidates` has the lower median time."""
+    faster = min(candidates, key=lambda candidate: statistics.median(times[candidate]))
+    return paired_ratio(times[key], times[faster])
+
+
+def range_text(low: float, high: float) -> str:
+    """A `paired_ratio` interval as the tables print it."""
+    return f"{low:.3f}-{high:.3f}"
+
+
 def inference_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     """A call of `model` on `x` without autograd: what the speed benchmarks time for inference."""
 
