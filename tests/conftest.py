@@ -18,6 +18,16 @@ OWN_PROCESS_ENV = "MOBILENET_SUITE_TEST_CHILD"
 SLOW_TIER_BACKBONES = re.compile(r"v4_(conv_medium|conv_large|hybrid_medium|hybrid_large)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`-n`, in pyproject's addopts) the cores are shared out among the workers, so that torch's
+    thread pools, and those of the processes tests start, do not oversubscribe them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_TIER_BACKBONES.search(item.name):  # a parametrised id: "v4_conv_large", "ssdlite320_v4_conv_large", ...
@@ -43,7 +53,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if pyfuncitem.get_closest_marker("own_process") is None or os.environ.get(OWN_PROCESS_ENV):
         return None
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid]
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", pyfuncitem.nodeid]
     env = {**os.environ, OWN_PROCESS_ENV: "1"}
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
