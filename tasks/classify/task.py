@@ -6,7 +6,7 @@ from typing import Any
 
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from pytorch_lightning.callbacks import Callback, EMAWeightAveraging
+from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
@@ -14,6 +14,7 @@ from backbones.weights import WeightsEntry
 from deploy.run.results import TOP_K
 from tasks.classify.crop import weights_crop_pct
 from tasks.classify.data.synthetic import DEFAULT_RESOLUTION
+from tasks.classify.ema import EMAWithOwnNormStatistics
 from tasks.classify.model import build_classifier, build_mixing
 from tasks.classify.outputs import ClassificationPredictionWriter
 from tasks.classify.plots import ClassificationPlots, LabelledImage, plot_samples
@@ -30,7 +31,8 @@ class ClassificationTask(TaskModule):
     The default optimizer is AdamW (lr 3e-3, cosine) for short from-scratch runs on a CPU, with label smoothing 0.1
     (timm's default), which keeps the default run's top-1 steady across CPUs that round differently. The papers'
     RMSprop and SGD recipes are in configs/classify/. `ema_decay` keeps an exponential moving average of the weights
-    (Lightning's EMAWeightAveraging): validation, the final model and checkpoints' `state_dict` use the average.
+    with batch-norm statistics recomputed for it (tasks/classify/ema.py): validation, the final model and
+    checkpoints' `state_dict` use the average.
     `freeze_backbone` trains the head only, with the backbone's batch norms kept in eval mode.
     """
 
@@ -142,7 +144,7 @@ class ClassificationTask(TaskModule):
     def configure_callbacks(self) -> list[Callback]:
         callbacks = super().configure_callbacks()
         if self.hparams.ema_decay is not None:
-            callbacks.append(EMAWeightAveraging(decay=self.hparams.ema_decay))
+            callbacks.append(EMAWithOwnNormStatistics(self.hparams.ema_decay))
         return callbacks
 
     def configure_optimizers(self):

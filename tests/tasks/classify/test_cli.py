@@ -2,13 +2,16 @@
 
 import csv
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 import torchvision
 
+from tasks.classify.ema import EMAWithOwnNormStatistics, recompute_norm_statistics
 from tasks.classify.task import main
 from tasks.common.checkpointing import AtomicCheckpointIO
+from tasks.common.task_checkpoint import load_task
 from tests.helpers import QUIET_CPU_TRAINER, last_checkpoint_path, save_state_dict
 from tests.tasks.classify.fixtures import write_image, write_image_folder
 
@@ -72,16 +75,23 @@ def test_resolution_sets_the_training_and_evaluation_size(tmp_path):
     assert images.shape[-2:] == (48, 48)
 
 
+class TrainedCheckpoint(NamedTuple):
+    path: Path
+    data: list[str]
+    recent_images: list[torch.Tensor]  # the moving average's last training batches
+
+
 @pytest.fixture(scope="module")
-def trained_checkpoint(tmp_path_factory) -> tuple[Path, list[str]]:
+def trained_checkpoint(tmp_path_factory) -> TrainedCheckpoint:
     tmp_path = tmp_path_factory.mktemp("classify-fit")
     data = imagefolder(tmp_path)
     cli = run(tmp_path, "fit", "--trainer.max_epochs", "1", "--model.ema_decay", "0.9", *data)
-    return Path(last_checkpoint_path(cli.trainer)), data
+    (average,) = [c for c in cli.trainer.callbacks if isinstance(c, EMAWithOwnNormStatistics)]
+    return TrainedCheckpoint(Path(last_checkpoint_path(cli.trainer)), data, list(average.recent_images))
 
 
 def test_validate_prints_top1_and_top_k(tmp_path, trained_checkpoint, capsys):
-    checkpoint, data = trained_checkpoint
+    checkpoint, data, _ = trained_checkpoint
     cli = run(tmp_path, "validate", "--ckpt_path", str(checkpoint), *data)
     top1 = float(cli.trainer.callback_metrics["val/top1"])
     assert min(abs(top1 - k / 3) for k in range(4)) < 1e-6  # a count out of the 3 val images
@@ -89,15 +99,23 @@ def test_validate_prints_top1_and_top_k(tmp_path, trained_checkpoint, capsys):
     assert "val (3 images)\ntop1 " in printed and "top3 " in printed
 
 
-def test_ema_weights_are_the_checkpoints_model(trained_checkpoint):
-    checkpoint = torch.load(trained_checkpoint[0], map_location="cpu", weights_only=True)
+def test_ema_weights_are_the_checkpoints_model_with_their_own_norm_statistics(trained_checkpoint):
+    checkpoint = torch.load(trained_checkpoint.path, map_location="cpu", weights_only=True)
     averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
     key = "model.head.fc.weight"
     assert not torch.equal(averaged[key], current[key])  # the average lags the trained weights
+    # the norms hold the statistics of the averaged weights on the last training batches, not the trained model's
+    model = load_task("classify", trained_checkpoint.path).module.model
+    recompute_norm_statistics(model, trained_checkpoint.recent_images)
+    recomputed = {f"model.{name}": value for name, value in model.named_buffers() if "running_" in name}
+    assert recomputed
+    for name, value in recomputed.items():
+        assert (averaged[name] - value).abs().max() <= 1e-5 * value.abs().max(), name
+    assert any(not torch.allclose(averaged[name], current[name], rtol=0.01) for name in recomputed)
 
 
 def test_predict_writes_a_csv_of_the_top_classes(tmp_path, trained_checkpoint):
-    checkpoint, data = trained_checkpoint
+    checkpoint, data, _ = trained_checkpoint
     folder = tmp_path / "unlabelled"
     write_image(folder / "a.png", (200, 30, 30))
     write_image(folder / "sub" / "b.jpg", (30, 30, 200), size=50, width=70)
@@ -125,13 +143,13 @@ def test_predict_writes_a_csv_of_the_top_classes(tmp_path, trained_checkpoint):
 
 
 def test_checkpoint_with_another_class_count_is_refused(tmp_path, trained_checkpoint):
-    checkpoint, _ = trained_checkpoint
+    checkpoint, *_ = trained_checkpoint
     with pytest.raises(ValueError, match=r"trained with num_classes=3, this run has num_classes=8"):
         run(tmp_path, "validate", "--ckpt_path", str(checkpoint), "--data.format", "synthetic", *synthetic(tmp_path))
 
 
 def test_validate_from_a_checkpoint_needs_no_other_flag(tmp_path, trained_checkpoint, capsys):
-    checkpoint, _ = trained_checkpoint  # v3_small, width 0.5, resolution 32, on an image folder
+    checkpoint, *_ = trained_checkpoint  # v3_small, width 0.5, resolution 32, on an image folder
     quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     cli = main(["validate", "--ckpt_path", str(checkpoint), "--trainer.default_root_dir", str(tmp_path), *quiet])
     hparams = cli.model.hparams
@@ -141,7 +159,7 @@ def test_validate_from_a_checkpoint_needs_no_other_flag(tmp_path, trained_checkp
 
 
 def test_a_flag_that_contradicts_the_checkpoint_is_one_line(tmp_path, trained_checkpoint):
-    checkpoint, _ = trained_checkpoint
+    checkpoint, *_ = trained_checkpoint
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--ckpt_path", str(checkpoint), "--backbone", "v3_large", "--trainer.logger", "false"])
     message = str(exit_info.value.code)
