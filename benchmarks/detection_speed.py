@@ -1,16 +1,17 @@
 """Training throughput and peak memory of our SSDLite against torchvision's, and the data pipeline's rate.
 
 The detectors train on the same batches in one process, one step each per round in a new random order
-(`benchmarks.timing`); the headline ratio is the median of the per-round ratios, with its 95% range. Ours trains as we ship it (channels-last); torchvision's
-in its best eager form for training, which the headline ratio compares with (`benchmarks.best_form`: channels-last
-weights and batches; its norms learn, so nothing folds), and as its library builds it, whose ratio stands beside.
-Normalising and resizing stay outside the timed step for every model: the data module does both, as in our
-training, and torchvision's own transform (`GeneralizedRCNNTransform`: normalise, resize, pad into a batch) is
-replaced by `PreparedBatch`, which only wraps the same normalised 320x320 batch; each step times the network, the
-loss, the backward pass and the SGD step. Peak memory (RSS growth over building the model and its training steps)
-is the median of `--memory_runs` child processes per model, as one process cannot separate the models' peaks (spawned, not forked: a
-fork after OpenMP has started its threads hangs). The data part iterates the default training data loader
-(synthetic data, 2 workers) alone and compares images/s with our model's.
+(`benchmarks.timing`); the headline ratio is the median of the per-round ratios, with its 95% range. Ours trains as
+we ship it (channels-last); torchvision's in its best eager form for training, which the headline ratio compares
+with (`benchmarks.best_form`: channels-last weights and batches; its norms learn, so nothing folds), and as its
+library builds it, whose ratio stands beside. Normalising and resizing stay outside the timed step for every model:
+the data module does both, as in our training, and torchvision's own transform (`GeneralizedRCNNTransform`:
+normalise, resize, pad into a batch) is replaced by `PreparedBatch`, which only wraps the same normalised 320x320
+batch; each step times the network, the loss, the backward pass and the SGD step. Peak memory (RSS growth over
+building the model and its training steps) is the median of `--memory_runs` child processes per model, as one
+process cannot separate the models' peaks (spawned, not forked: a fork after OpenMP has started its threads hangs).
+The data part iterates the default training data loader (synthetic data, 2 workers) alone and compares images/s
+with our model's.
 Usage: python -m benchmarks.detection_speed [--steps 20] [--batch 16] [--memory_runs 3]
 """
 

@@ -18,9 +18,18 @@ OWN_PROCESS_ENV = "MOBILENET_SUITE_TEST_CHILD"
 SLOW_TIER_BACKBONES = re.compile(r"v4_(conv_medium|conv_large|hybrid_medium|hybrid_large)")
 
 
+# each worker imports torch, Lightning and the runtimes, and the docs' blocks start processes of their own
+MAX_TEST_WORKERS = 8
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """pytest-xdist's `-n auto` (pyproject's addopts): a worker per logical CPU, at most MAX_TEST_WORKERS."""
+    return min(os.cpu_count() or 1, MAX_TEST_WORKERS)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (`-n`, in pyproject's addopts) the cores are shared out among the workers, so that torch's
-    thread pools, and those of the processes tests start, do not oversubscribe them."""
+    """Under pytest-xdist the CPUs are shared out among the workers, so that torch's thread pools, and those of the
+    processes tests start, do not oversubscribe them."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
