@@ -6,8 +6,9 @@ averaged weights: over a short run, where the weights still move fast, the two p
 far below the model it follows. So this callback averages the weights only (`use_buffers=False`: the average keeps
 the model's statistics between updates) and, as `torch.optim.swa_utils.update_bn` does for averaged weights,
 recomputes the statistics of the average before each validation and when training ends: cumulative averages over
-forward passes of the last `RECOMPUTE_BATCHES` training batches. Validation, the checkpoints written after it and
-the final model then all hold the average with its own statistics.
+forward passes of the last `RECOMPUTE_BATCHES` training batches (under DDP, of every rank's, averaged over the
+ranks). Validation, the checkpoints written after it and the final model then all hold the average with its own
+statistics.
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 RECOMPUTE_BATCHES = 8
 
 
+def trained_norms(model: nn.Module) -> list[_BatchNorm]:
+    """The batch norms of `model` that train: their affine weights require grad (not a frozen backbone's)."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and getattr(m.weight, "requires_grad", False)]
+
+
 def recompute_norm_statistics(model: nn.Module, batches: Iterable[Tensor]) -> None:
-    """Replace the running mean and variance of every batch norm that trains (its affine weights require grad) by
-    their cumulative averages over forward passes of `batches`, without autograd. The rest of the model stays in
-    eval mode, so frozen norms (a frozen backbone's) keep theirs; `update_bn` would recompute those too."""
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and getattr(m.weight, "requires_grad", False)]
+    """Replace the running mean and variance of every trained norm (`trained_norms`) by their cumulative averages
+    over forward passes of `batches`, without autograd. The rest of the model stays in eval mode, so frozen norms
+    keep theirs; `update_bn` would recompute those too."""
+    norms = trained_norms(model)
     momenta = [norm.momentum for norm in norms]
     training = model.training
     model.eval()
@@ -62,9 +68,16 @@ class EMAWithOwnNormStatistics(EMAWeightAveraging):
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_epoch_start(trainer, pl_module)  # the average's weights are now pl_module's
         if self._average_model is not None and self.recent_images:
-            recompute_norm_statistics(pl_module.model, self.recent_images)  # swapped back into the average after
+            self.recompute(trainer, pl_module)  # swapped back into the average after validation
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)  # the average's weights and statistics copied into pl_module
         if self.recent_images:
-            recompute_norm_statistics(pl_module.model, self.recent_images)
+            self.recompute(trainer, pl_module)
+
+    def recompute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        recompute_norm_statistics(pl_module.model, self.recent_images)
+        if trainer.world_size > 1:  # each rank saw as many batches of its own: their mean is the average over all
+            for norm in trained_norms(pl_module.model):
+                for statistic in (norm.running_mean, norm.running_var):
+                    statistic.copy_(trainer.strategy.reduce(statistic, reduce_op="mean"))
