@@ -4,11 +4,10 @@ Per head, the models run in one process, each round in a new random order (`benc
 printed ratio ours/torchvision is what counts. torchvision's is built from scratch for 21 classes at output stride
 16 (`dilated=True`), without the auxiliary head, and ours from its state dict saved to disk, as a user converts
 torchvision's weights: both compute the same numbers on the same tensors and targets, so a time difference is the
-graph's. torchvision's runs
-in its best eager form, which the headline ratio compares with (`benchmarks.best_form`: for inference every
-conv-fed batch norm folded and channels-last, for training channels-last, as its norms learn), and as its library
-builds it, whose ratio stands beside. Ours runs as we ship it: `fuse`d for inference, as predict runs it, and
-channels-last throughout.
+graph's. torchvision's runs in its best eager form, which the headline ratio compares with (`benchmarks.best_form`:
+for inference every conv-fed batch norm folded and channels-last, for training channels-last, as its norms learn),
+and as its library builds it, whose ratio stands beside. Ours runs as we ship it: `fuse`d for inference, as predict
+runs it, and channels-last throughout.
 Latency: batch 1 at 520x520 (torchvision's evaluation size), eval mode, no autograd. Training: SGD steps on random
 crops of `--crop` pixels (the recipes' 480) with random labels.
 Denormal floats are flushed to zero for all, as the tasks do: the from-scratch initialisation otherwise produces

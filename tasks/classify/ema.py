@@ -31,10 +31,10 @@ def trained_norms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and getattr(m.weight, "requires_grad", False)]
 
 
-def recompute_norm_statistics(model: nn.Module, batches: Iterable[Tensor]) -> None:
+def recompute_norm_statistics(model: nn.Module, batches: Iterable[Tensor]) -> list[_BatchNorm]:
     """Replace the running mean and variance of every trained norm (`trained_norms`) by their cumulative averages
-    over forward passes of `batches`, without autograd. The rest of the model stays in eval mode, so frozen norms
-    keep theirs; `update_bn` would recompute those too."""
+    over forward passes of `batches`, without autograd, and return those norms. The rest of the model stays in eval
+    mode, so frozen norms keep theirs; `update_bn` would recompute those too."""
     norms = trained_norms(model)
     momenta = [norm.momentum for norm in norms]
     training = model.training
@@ -49,6 +49,7 @@ def recompute_norm_statistics(model: nn.Module, batches: Iterable[Tensor]) -> No
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     model.train(training)
+    return norms
 
 
 class EMAWithOwnNormStatistics(EMAWeightAveraging):
@@ -76,8 +77,8 @@ class EMAWithOwnNormStatistics(EMAWeightAveraging):
             self.recompute(trainer, pl_module)
 
     def recompute(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        recompute_norm_statistics(pl_module.model, self.recent_images)
+        norms = recompute_norm_statistics(pl_module.model, self.recent_images)
         if trainer.world_size > 1:  # each rank saw as many batches of its own: their mean is the average over all
-            for norm in trained_norms(pl_module.model):
+            for norm in norms:
                 for statistic in (norm.running_mean, norm.running_var):
                     statistic.copy_(trainer.strategy.reduce(statistic, reduce_op="mean"))
